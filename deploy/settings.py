@@ -4,6 +4,8 @@ Every address, port, partition count, timeout and limit lives here. Each field i
 an environment variable with the prefix ``LIVECOMMENTS_`` (``kafka_port`` →
 ``LIVECOMMENTS_KAFKA_PORT``). The object is frozen: build it once at the edge of a
 process (CLI, test fixture) and pass it down; no other module reads the environment.
+
+``python -m deploy.settings`` prints the README's configuration table.
 """
 
 from __future__ import annotations
@@ -20,55 +22,66 @@ StackBackend = Literal["local", "containers", "external"]
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIVECOMMENTS_", frozen=True, extra="ignore")
 
-    # Where the servers come from: started here as processes (`local`), by testcontainers
-    # (`containers`, needs a Docker engine) or already running elsewhere (`external`).
-    stack: StackBackend = "local"
-    state_dir: Path = Field(default=Path(".stack"), description="data, logs, pid files, jars")
+    stack: StackBackend = Field(
+        "local",
+        description="where the servers come from: `local` processes, `containers` "
+        "(testcontainers, needs Docker) or `external` (addresses below)",
+    )
+    debug: bool = Field(False, description="show tracebacks of unexpected CLI errors")
+    state_dir: Path = Field(Path(".stack"), description="data, logs, pid files and jars")
 
-    host: str = "127.0.0.1"
-    kafka_port: int = 9092
-    kafka_controller_port: int = 9093
-    cassandra_port: int = 9042
-    cassandra_storage_port: int = 7000
-    cassandra_jmx_port: int = 7199
-    redis_port: int = 6379
-    registry_port: int = 8081
+    host: str = Field("127.0.0.1", description="address the local servers bind to")
+    kafka_port: int = Field(9092, description="Kafka broker listener")
+    kafka_controller_port: int = Field(9093, description="Kafka KRaft controller listener")
+    cassandra_port: int = Field(9042, description="Cassandra CQL native port")
+    cassandra_storage_port: int = Field(7000, description="Cassandra inter-node port")
+    cassandra_jmx_port: int = Field(7199, description="Cassandra JMX (local only)")
+    redis_port: int = Field(6379, description="Redis port")
+    registry_port: int = Field(8081, description="schema registry HTTP port")
 
-    # For `external` (and to override the derived addresses of the other backends).
-    kafka_bootstrap: str | None = None
-    cassandra_hosts: str | None = None
-    redis_url: str | None = None
-    registry_url: str | None = None
+    kafka_bootstrap: str | None = Field(
+        None, description="Kafka bootstrap servers (default: host:kafka_port)"
+    )
+    cassandra_hosts: str | None = Field(
+        None, description="comma-separated Cassandra contact points (default: host)"
+    )
+    redis_url: str | None = Field(None, description="Redis URL (default: redis://host:redis_port/0)")
+    registry_url: str | None = Field(
+        None, description="Confluent-compatible registry URL (default: Apicurio's ccompat/v7)"
+    )
 
-    kafka_version: str = "3.9.1"
-    cassandra_version: str = "5.0.6"
-    registry_version: str = "3.0.9"
+    kafka_version: str = Field("3.9.1", description="Apache Kafka (kafka_2.13) from Maven")
+    cassandra_version: str = Field("5.0.6", description="Apache Cassandra (cassandra-all)")
+    registry_version: str = Field("3.0.9", description="Apicurio Registry (app, `all` zip)")
+    kafka_heap_mb: int = Field(512, description="Kafka JVM heap")
+    cassandra_heap_mb: int = Field(1024, description="Cassandra JVM heap")
+    registry_heap_mb: int = Field(384, description="registry JVM heap")
+    startup_timeout_s: float = Field(180.0, description="how long `stack up` waits per server")
+    maven_timeout_s: float = Field(900.0, description="how long one Maven resolution may take")
 
-    kafka_heap_mb: int = 512
-    cassandra_heap_mb: int = 1024
-    registry_heap_mb: int = 384
+    partitions_comments: int = Field(
+        4, description="partitions of comments.submitted/published/retracted (prod: 100)"
+    )
+    partitions_rejected: int = Field(2, description="partitions of comments.rejected (prod: 10)")
+    partitions_moderation: int = Field(2, description="partitions of moderation.events (prod: 20)")
+    partitions_analytics: int = Field(2, description="partitions of analytics.events (prod: 50)")
+    partitions_state: int = Field(2, description="partitions of events.settings, users.profiles")
+    replication_factor: int = Field(1, description="replicas per topic (prod: 3)")
 
-    startup_timeout_s: float = 120.0
-    maven_timeout_s: float = 900.0
+    cassandra_keyspace: str = Field("livecomments", description="Cassandra keyspace")
+    cassandra_replication: str = Field(
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+        description="keyspace replication map (prod: NetworkTopologyStrategy)",
+    )
 
-    # Topic layout. Production uses the DESIGN.md figures; locally one box holds all.
-    partitions_comments: int = 4
-    partitions_rejected: int = 2
-    partitions_moderation: int = 2
-    partitions_analytics: int = 2
-    partitions_state: int = 2
-    replication_factor: int = 1
+    schema_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "NONE"] = Field(
+        "BACKWARD", description="registry compatibility mode of our subjects"
+    )
+    registry_timeout_s: float = Field(10.0, description="HTTP timeout towards the registry")
 
-    cassandra_keyspace: str = "livecomments"
-    cassandra_replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-
-    schema_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "NONE"] = "BACKWARD"
-    registry_timeout_s: float = 10.0
-
-    # Limits the pipeline and gateways enforce (seed figures).
-    comment_max_chars: int = 500
-    posts_per_minute: int = 60
-    redis_stream_maxlen: int = 10_000
+    comment_max_chars: int = Field(500, description="longest comment text accepted")
+    posts_per_minute: int = Field(60, description="posts per user per minute")
+    redis_stream_maxlen: int = Field(10_000, description="approximate length of an event's stream")
 
     @property
     def bootstrap_servers(self) -> str:
@@ -97,3 +110,16 @@ class Settings(BaseSettings):
 def load() -> Settings:
     """Settings from the environment; the only place the environment is read."""
     return Settings()
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "—" if default is None else f"`{default}`"
+        rows.append(f"| `LIVECOMMENTS_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

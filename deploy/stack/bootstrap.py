@@ -1,0 +1,68 @@
+"""What a fresh stack needs before the product runs: topics, tables, schemas.
+
+Every step is idempotent; on a bootstrapped stack it reports and changes nothing.
+"""
+
+from __future__ import annotations
+
+from deploy.settings import Settings
+from deploy.stack.errors import StackError
+from deploy.stack.launcher import Progress
+
+
+def run(settings: Settings, progress: Progress) -> None:
+    topics(settings, progress)
+    tables(settings, progress)
+    schemas(settings, progress)
+
+
+def topics(settings: Settings, progress: Progress) -> None:
+    from confluent_kafka import KafkaException
+
+    from connectors.kafka_admin import admin_client, ensure_topics
+    from connectors.topics import topic_specs
+
+    try:
+        report = ensure_topics(
+            admin_client(settings.bootstrap_servers),
+            topic_specs(settings),
+            settings.replication_factor,
+        )
+    except KafkaException as e:
+        raise StackError("kafka", f"creating topics failed: {e}") from e
+    progress.say(
+        "topics",
+        f"{len(report.created)} created, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged",
+    )
+    for warning in report.warnings:
+        progress.say("topics", f"warning: {warning}")
+
+
+def tables(settings: Settings, progress: Progress) -> None:
+    from cassandra.cluster import Cluster
+
+    from connectors.cassandra_schema import apply
+
+    cluster = Cluster(
+        settings.cassandra_contact_points, port=settings.cassandra_port, protocol_version=5
+    )
+    try:
+        session = cluster.connect()
+        n = apply(session, settings.cassandra_keyspace, settings.cassandra_replication)
+    except Exception as e:
+        raise StackError("cassandra", f"applying deploy/cql failed: {e}") from e
+    finally:
+        cluster.shutdown()
+    progress.say("tables", f"{n} CQL statements applied to {settings.cassandra_keyspace}")
+
+
+def schemas(settings: Settings, progress: Progress) -> None:
+    from schemas.codec import AvroCodec
+
+    try:
+        codec = AvroCodec(settings)
+        ids = codec.register_all()
+    except Exception as e:
+        raise StackError("registry", f"registering the Avro schemas failed: {e}") from e
+    progress.say("schemas", f"{len(ids)} subjects registered ({settings.schema_compatibility})")
