@@ -17,6 +17,7 @@ COMMENTS_SUBMITTED = "comments.submitted"
 COMMENTS_PUBLISHED = "comments.published"
 COMMENTS_RETRACTED = "comments.retracted"
 COMMENTS_REJECTED = "comments.rejected"
+COMMENTS_DELIVERED = "comments.delivered"
 MODERATION_EVENTS = "moderation.events"
 ANALYTICS_EVENTS = "analytics.events"
 EVENTS_SETTINGS = "events.settings"
@@ -70,6 +71,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             comments,
             log(7 * DAY_MS, "snappy"),
             "CommentRetracted: removals and bans, to every tier",
+        ),
+        TopicSpec(
+            COMMENTS_DELIVERED,
+            "event_id",
+            comments,
+            log(7 * DAY_MS, "lz4"),
+            "CommentDelivered: delivery receipts from the gateways",
         ),
         TopicSpec(
             COMMENTS_REJECTED,

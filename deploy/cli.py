@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true")
 
     sub.add_parser("smoke", help="round-trip one comment through Kafka, Cassandra, Redis")
+    sub.add_parser("demo", help="the system with a demo load (today: the smoke round trip)")
     return p
 
 
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "stack":
             return _stack(settings, args)
-        if args.command == "smoke":
+        if args.command in ("smoke", "demo"):
             from deploy.smoke import run
 
             return run(settings)

@@ -61,8 +61,8 @@ def schemas(settings: Settings, progress: Progress) -> None:
     from schemas.codec import AvroCodec
 
     try:
-        codec = AvroCodec(settings)
-        ids = codec.register_all()
+        with AvroCodec(settings) as codec:
+            ids = codec.register_all()
     except Exception as e:
         raise StackError("registry", f"registering the Avro schemas failed: {e}") from e
     progress.say("schemas", f"{len(ids)} subjects registered ({settings.schema_compatibility})")

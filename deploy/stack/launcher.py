@@ -235,7 +235,9 @@ def status(settings: Settings) -> list[ComponentStatus]:
         "registry": probes.registry_version(settings),
     }
     return [
-        ComponentStatus(n, "ready" if answers[n] else "not_ready", addresses[n], None, versions[n], 0)
+        ComponentStatus(
+            n, "ready" if answers[n] else "not_ready", addresses[n], None, versions[n], 0
+        )
         for n in NAMES
     ]
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deploy.settings import Settings
+from schemas.codec import AvroCodec
+from schemas.errors import RegistryError
+from schemas.registry import RegistryClient
 
 HERE = Path(__file__).parent
 
@@ -20,3 +25,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 def _needs_stack(stack: Settings) -> None:
     """Brings the stack up once per session before the first integration test."""
+
+
+@pytest.fixture(scope="session")
+def run_prefix() -> str:
+    """Topic prefix unique to this test run, so subjects never collide across reruns
+    against a registry that outlives the run."""
+    return f"it-{uuid.uuid4().hex[:12]}."
+
+
+@pytest.fixture(scope="session")
+def registry_client(request: pytest.FixtureRequest, settings: Settings) -> Iterator[RegistryClient]:
+    """Our registry client on the settings' registry.
+
+    A registry that already answers is used as is; otherwise the stack is brought up
+    first. FAILS the test if the registry still does not answer.
+    """
+    client = RegistryClient.from_settings(settings)
+    try:
+        client.subjects()
+    except RegistryError:
+        request.getfixturevalue("stack")
+        try:
+            client.subjects()
+        except RegistryError as e:
+            client.close()
+            pytest.fail(f"schema registry at {settings.registry_address} is not usable: {e}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def schema_codec(settings: Settings, registry_client: RegistryClient, run_prefix: str) -> AvroCodec:
+    """A codec with every schema registered under this run's subjects."""
+    codec = AvroCodec(settings, registry=registry_client, topic_prefix=run_prefix)
+    codec.register_all()
+    return codec

@@ -8,7 +8,8 @@ import subprocess
 import sys
 import uuid
 
-from confluent_kafka import Consumer, Producer
+import httpx
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka_admin import admin_client, describe_configs
 from connectors.topics import COMMENTS_SUBMITTED, topic_specs
@@ -73,36 +74,40 @@ def test_up_on_a_running_stack_changes_nothing(settings: Settings) -> None:
         assert out.getvalue().count("already running") == 4
 
 
-def test_down_then_up_keeps_topics_rows_and_offsets(settings: Settings) -> None:
+def test_down_then_up_keeps_topics_rows_offsets_and_schemas(settings: Settings) -> None:
     from cassandra.cluster import Cluster
 
     marker = uuid.uuid4().hex
     group = f"restart-test-{marker}"
 
+    acked: list[tuple[int, int]] = []
     producer = Producer(
         {"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": True}
     )
-    producer.produce(COMMENTS_SUBMITTED, key=marker.encode(), value=b"before-restart")
+    producer.produce(
+        COMMENTS_SUBMITTED,
+        key=marker.encode(),
+        value=b"before-restart",
+        on_delivery=lambda err, msg: acked.append((msg.partition(), msg.offset())),
+    )
     assert producer.flush(30) == 0
+    partition, offset = acked[0]
 
     consumer = Consumer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": group,
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([COMMENTS_SUBMITTED])
-    seen = None
-    for _ in range(60):
-        msg = consumer.poll(1.0)
-        if msg is not None and not msg.error() and msg.key() == marker.encode():
-            seen = msg
-            break
-    assert seen is not None
+    consumer.assign([TopicPartition(COMMENTS_SUBMITTED, partition, offset)])
+    seen = consumer.poll(15.0)
+    assert seen is not None and not seen.error() and seen.key() == marker.encode()
     consumer.commit(message=seen, asynchronous=False)
-    committed_before = consumer.committed(consumer.assignment(), timeout=10)
+    committed_before = consumer.committed(
+        [TopicPartition(COMMENTS_SUBMITTED, partition)], timeout=10
+    )
+    assert committed_before[0].offset == offset + 1
     consumer.close()
 
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
@@ -114,8 +119,20 @@ def test_down_then_up_keeps_topics_rows_and_offsets(settings: Settings) -> None:
     )
     cluster.shutdown()
 
+    subjects_before = httpx.get(f"{settings.registry_address}/subjects", timeout=10).json()
+    ids_before = {
+        s: httpx.get(f"{settings.registry_address}/subjects/{s}/versions/latest").json()["id"]
+        for s in subjects_before
+    }
+
     launcher.down(settings, out=io.StringIO())
     launcher.up(settings, out=io.StringIO())
+
+    ids_after = {
+        s: httpx.get(f"{settings.registry_address}/subjects/{s}/versions/latest").json()["id"]
+        for s in subjects_before
+    }
+    assert ids_after == ids_before, "schema ids must survive a restart (they are in every record)"
 
     admin = admin_client(settings.bootstrap_servers)
     assert {s.name for s in topic_specs(settings)} <= set(admin.list_topics(timeout=10).topics)
