@@ -34,6 +34,21 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=100)
     logs.add_argument("-f", "--follow", action="store_true")
 
+    worker = sub.add_parser("worker", help="run one worker of the comment pipeline")
+    worker.add_argument(
+        "--index",
+        type=int,
+        default=0,
+        help="worker number: its static member id and HTTP port offset",
+    )
+    worker.add_argument(
+        "-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
+    )
+
+    from deploy import admin
+
+    admin.add_parsers(sub)
+
     sub.add_parser("smoke", help="round-trip one comment through Kafka, Cassandra, Redis")
     sub.add_parser("demo", help="the system with a demo load (today: the smoke round trip)")
     return p
@@ -45,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "stack":
             return _stack(settings, args)
+        if args.command in ("events", "users"):
+            from deploy import admin
+
+            return admin.run(settings, args)
+        if args.command == "worker":
+            from deploy.worker import run as run_worker
+
+            return run_worker(settings, args.index, args.loglevel)
         if args.command in ("smoke", "demo"):
             from deploy.smoke import run
 

@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     cassandra_hosts: str | None = Field(
         None, description="comma-separated Cassandra contact points (default: host)"
     )
-    redis_url: str | None = Field(None, description="Redis URL (default: redis://host:redis_port/0)")
+    redis_url: str | None = Field(
+        None, description="Redis URL (default: redis://host:redis_port/0)"
+    )
     registry_url: str | None = Field(
         None, description="Confluent-compatible registry URL (default: Apicurio's ccompat/v7)"
     )
@@ -78,6 +80,20 @@ class Settings(BaseSettings):
         "BACKWARD", description="registry compatibility mode of our subjects"
     )
     registry_timeout_s: float = Field(10.0, description="HTTP timeout towards the registry")
+
+    app_id: str = Field("livecomments", description="Faust app id = Kafka consumer group")
+    worker_port: int = Field(
+        6066, description="first worker's HTTP port (/metrics); worker N uses worker_port + N"
+    )
+    worker_static_membership: bool = Field(
+        True,
+        description="static group membership: a restarted worker gets its partitions "
+        "back without a rebalance of everyone",
+    )
+    batch_max: int = Field(500, description="largest batch a worker takes from a partition")
+    batch_within_s: float = Field(0.01, description="longest a worker waits to fill a batch")
+    max_poll_records: int = Field(1000, description="Kafka records fetched per poll")
+    analytics_lateness_ms: int = Field(2000, description="how late a record may join its window")
 
     comment_max_chars: int = Field(500, description="longest comment text accepted")
     posts_per_minute: int = Field(60, description="posts per user per minute")

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from deploy.settings import Settings
 
@@ -44,15 +44,23 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
         step("registry: schemas", lambda: f"{len(codec.register_all())} subjects")
         payload = codec.encode(COMMENTS_SUBMITTED, comment)
 
-        delivered: list[tuple[int, int]] = []
+        delivered: list[tuple[Any, Any]] = []
 
         def produce() -> str:
-            producer = Producer({"bootstrap.servers": settings.bootstrap_servers,
-                                 "acks": "all", "enable.idempotence": True})
+            producer = Producer(
+                {
+                    "bootstrap.servers": settings.bootstrap_servers,
+                    "acks": "all",
+                    "enable.idempotence": True,
+                }
+            )
             producer.produce(
-                COMMENTS_SUBMITTED, key=comment.event_id.encode(), value=payload,
-                on_delivery=lambda err, msg: delivered.append((msg.partition(), msg.offset()))
-                if err is None else None,
+                COMMENTS_SUBMITTED,
+                key=comment.event_id.encode(),
+                value=payload,
+                on_delivery=lambda err, msg: (
+                    delivered.append((msg.partition(), msg.offset())) if err is None else None
+                ),
             )
             producer.flush(30)
             if not delivered:
@@ -61,8 +69,13 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
 
         def consume() -> str:
             partition, offset = delivered[0]
-            consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                                 "group.id": f"smoke-{marker}", "enable.auto.commit": False})
+            consumer = Consumer(
+                {
+                    "bootstrap.servers": settings.bootstrap_servers,
+                    "group.id": f"smoke-{marker}",
+                    "enable.auto.commit": False,
+                }
+            )
             consumer.assign([TopicPartition(COMMENTS_SUBMITTED, partition, offset)])
             try:
                 msg = consumer.poll(10.0)
@@ -70,7 +83,7 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
                 consumer.close()
             if msg is None or msg.error():
                 raise RuntimeError(f"could not read the record back: {msg and msg.error()}")
-            back = codec.decode_as(msg.value(), CommentSubmitted)
+            back = codec.decode_as(msg.value() or b"", CommentSubmitted)
             if back != comment:
                 raise RuntimeError("the record read back differs from the one written")
             return "decoded, equal to what was written"

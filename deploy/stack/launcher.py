@@ -103,7 +103,7 @@ def _up_local(settings: Settings, progress: Progress) -> None:
     try:
         for comp in pending:
             comp.prepare()
-            pid = comp.process.start(comp.argv(), cwd=comp.root)
+            pid = comp.process.start(comp.argv(), cwd=comp.root, preexec_fn=comp.preexec())
             progress.say(comp.name, f"starting (pid {pid})")
         _wait_ready(settings, progress, components(settings), lambda c: c.process.owned_pid())
     except BaseException:

@@ -18,13 +18,14 @@ import shlex
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from string import Template
 
 from deploy.settings import Settings
 from deploy.stack import artifacts, probes
 from deploy.stack.errors import StackError
-from deploy.stack.process import ManagedProcess
+from deploy.stack.process import ManagedProcess, without_memory_locking
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -72,6 +73,9 @@ class LocalComponent:
 
     def argv(self) -> list[str]:
         raise NotImplementedError
+
+    def preexec(self) -> Callable[[], None] | None:
+        return None
 
     def ready(self) -> bool:
         raise NotImplementedError
@@ -246,7 +250,7 @@ class Cassandra(LocalComponent):
             storage_port=s.cassandra_storage_port,
         )
         shutil.copyfile(TEMPLATES / "logback-cassandra.xml", self.root / "logback.xml")
-        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        (self.root / "data" / "triggers").mkdir(parents=True, exist_ok=True)
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
 
     def argv(self) -> list[str]:
@@ -269,15 +273,20 @@ class Cassandra(LocalComponent):
             "-Dcassandra-foreground=yes",
             f"-Dcassandra.storagedir={self.root / 'data'}",
             f"-Dcassandra.logdir={self.root / 'logs'}",
-            f"-Dlogback.configurationFile={self.root / 'logback.xml'}",
+            f"-Dlogback.configurationFile=file://{self.root / 'logback.xml'}",
+            f"-Dcassandra.triggers_dir={self.root / 'data' / 'triggers'}",
             f"-Dcassandra.jmx.local.port={s.cassandra_jmx_port}",
+            f"-Dcom.sun.management.jmxremote.rmi.port={s.cassandra_jmx_port}",
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
             "-Dcassandra.initial_token=0",
-            "-Dcassandra.ring_delay_ms=100",
+            "-Dcassandra.ring_delay_ms=1000",
             "-cp",
             f"{self.lib}/*",
             "org.apache.cassandra.service.CassandraDaemon",
         ]
+
+    def preexec(self) -> Callable[[], None] | None:
+        return without_memory_locking
 
     def ready(self) -> bool:
         return probes.cassandra_ready(self.settings)

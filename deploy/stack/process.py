@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,13 @@ class ManagedProcess:
             return None
         return pid
 
-    def start(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
+    def start(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> int:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             log.write(f"\n--- livecomments: starting {self.name} at {time.ctime()}\n".encode())
@@ -55,6 +62,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env={**os.environ, **(env or {})},
+                preexec_fn=preexec_fn,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
         return proc.pid
@@ -135,3 +143,19 @@ def tail_file(path: Path, lines: int) -> str:
     except FileNotFoundError:
         return f"(no log at {path})"
     return "\n".join(data.splitlines()[-lines:])
+
+
+def without_memory_locking() -> None:
+    """For a child that calls mlockall() (Cassandra): make the call fail, harmlessly.
+
+    As root, Cassandra's mlockall() succeeds and pins the whole heap before anything
+    else: seconds of start time and RSS equal to the heap at once. Dropping
+    CAP_IPC_LOCK and a tiny RLIMIT_MEMLOCK make it log a warning and carry on.
+    """
+    import ctypes
+    import resource
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(24, 14, 0, 0, 0)  # PR_CAPBSET_DROP, IPC_LOCK
+    with contextlib.suppress(Exception):
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (64 * 1024, 64 * 1024))

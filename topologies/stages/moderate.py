@@ -146,7 +146,9 @@ class RulesEngine:
         return Assessment(scores={"spam": spam, "toxicity": toxicity}, reasons=tuple(reasons))
 
 
-def decide(assessment: Assessment, thresholds: ModerationThresholds) -> tuple[Decision, tuple[str, ...]]:
+def decide(
+    assessment: Assessment, thresholds: ModerationThresholds
+) -> tuple[Decision, tuple[str, ...]]:
     """The decision and its reasons; score reasons are added when a score decides alone."""
     spam = assessment.scores.get("spam", 0.0)
     toxicity = assessment.scores.get("toxicity", 0.0)

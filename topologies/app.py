@@ -1,0 +1,415 @@
+"""The stream topology: one Faust app, read top to bottom like the dataflow.
+
+    comments.submitted ─▶ [comments agent]
+                            decode ─▶ validate ─▶ moderate ─▶ enrich ─▶ publish
+                              │           │            │                   │
+                     comments.rejected ◀──┘   moderation.events    comments.published
+                                                                           │
+                                                    persist (Cassandra) ◀──┤ same batch,
+                                                    fanout  (Redis)     ◀──┘ then ack
+    comments.retracted ─▶ [retractions agent] ─▶ Cassandra (removed) + Redis (retract entry)
+    every second        ─▶ [analytics timer]  ─▶ analytics.events + Prometheus
+
+Why persist and fan-out run in the publishing agent instead of a second agent reading
+``comments.published``: one Kafka hop less per comment (latency, throughput), while the
+log keeps every event-sourced record. The batch is acknowledged only after Kafka,
+Cassandra and Redis all have it; a crash re-processes it with the same positions, and
+every write is idempotent (DESIGN.md, Guarantees). ``concurrency=1`` per agent keeps
+each partition in order (Faust issues #606, #517, #323).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from prometheus_client import generate_latest
+
+from connectors import topics as T
+from connectors.cassandra_store import CommentStore
+from connectors.redis_streams import LiveStreams
+from deploy.settings import Settings
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError, RegistryError
+from schemas.records import CommentRetracted, CommentSubmitted
+from topologies import metrics as M
+from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
+from topologies.stages.analytics import Windows
+from topologies.stages.moderate import RulesEngine
+from topologies.stages.publish import UNKNOWN
+from topologies.stages.validate import Limits, Post
+
+log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call otherwise
+
+Event = Any  # faust.types.EventT: Faust's generics do not type-check usefully
+
+
+def build(settings: Settings, worker_index: int = 0) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.state_path / "workers" / f"worker-{worker_index}"),
+        topic_partitions=settings.partitions_comments,
+        topic_replication_factor=settings.replication_factor,
+        producer_acks=-1,
+        broker_max_poll_records=settings.max_poll_records,
+        consumer_group_instance_id=(
+            f"{settings.app_id}-worker-{worker_index}"
+            if settings.worker_static_membership
+            else None
+        ),
+        web_host=settings.host,
+        web_port=settings.worker_port + worker_index,
+        web_in_thread=True,
+        stream_wait_empty=False,
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        # Our topics are created with their configs by `livecomments stack up`.
+        # Not internal, so Faust never creates or alters them.
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    submitted = topic(T.COMMENTS_SUBMITTED)
+    published = topic(T.COMMENTS_PUBLISHED)
+    retracted = topic(T.COMMENTS_RETRACTED)
+    rejected = topic(T.COMMENTS_REJECTED)
+    moderation = topic(T.MODERATION_EVENTS)
+    analytics = topic(T.ANALYTICS_EVENTS)
+
+    # Partitioned state, co-partitioned with comments.submitted (written while processing
+    # a record of the same partition): what each user posted in each event lately, the
+    # last published positions of each event, and each partition's epoch.
+    histories = app.Table(
+        "user-in-event",
+        default=list,
+        partitions=settings.partitions_comments,
+    )
+    heads = app.Table(
+        "event-heads",
+        default=list,
+        partitions=settings.partitions_comments,
+    )
+    epochs = app.Table(
+        "partition-epochs",
+        default=int,
+        partitions=settings.partitions_comments,
+    )
+
+    rt = Runtime(settings, app)
+
+    @app.agent(submitted, concurrency=1)
+    async def comments(stream: Any) -> None:
+        await rt.started()
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            await rt.process(
+                events,
+                histories,
+                heads,
+                epochs,
+                rejected=rejected,
+                moderation=moderation,
+                published=published,
+            )
+
+    @app.agent(retracted, concurrency=1)
+    async def retractions(stream: Any) -> None:
+        await rt.started()
+        async for events in stream.take_events(100, within=0.05):
+            await rt.retract(events)
+
+    @app.timer(1.0)
+    async def close_windows() -> None:
+        await rt.flush_analytics(analytics)
+
+    @app.timer(5.0)
+    async def report_lag() -> None:
+        rt.report_lag()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type; Prometheus reads plain text.
+        return web.bytes(generate_latest(), content_type="text/plain")
+
+    @app.page("/healthz")
+    async def health(web: Any, request: Any) -> Any:
+        assigned = sorted(
+            f"{tp.topic}/{tp.partition}"
+            for tp in app.consumer.assignment()
+            if tp.topic == T.COMMENTS_SUBMITTED
+        )
+        return web.json({"ok": rt.is_started(), "worker": worker_index, "assigned": assigned})
+
+    app.livecomments_runtime = rt  # type: ignore[attr-defined]
+    return app
+
+
+@contextlib.contextmanager
+def _as_current(event: Event) -> Iterator[None]:
+    """Make ``event`` Faust's current event, so table writes go to its partition.
+
+    ``take_events`` hands a whole batch to the agent; Faust only knows "the current
+    event" while iterating one by one, and a table write needs it to pick the changelog
+    partition. This sets it for a write on behalf of a record of the batch.
+    """
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class Runtime:
+    """The I/O around the pure stages: codec, global state, sinks, metrics."""
+
+    def __init__(self, settings: Settings, app: faust.App) -> None:
+        self.settings = settings
+        self.app = app
+        self.processor = CommentProcessor(
+            RulesEngine(),
+            Limits(
+                max_chars=settings.comment_max_chars, posts_per_minute=settings.posts_per_minute
+            ),
+        )
+        self.windows = Windows(lateness_ms=settings.analytics_lateness_ms)
+        self._ready: asyncio.Event | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self.codec: AvroCodec | None = None
+        self.store: CommentStore | None = None
+        self.streams: LiveStreams | None = None
+        self.state: Any = None
+
+    def is_started(self) -> bool:
+        return self._ready is not None and self._ready.is_set()
+
+    async def started(self) -> None:
+        """Connect everything once per worker; agents wait here before their first batch."""
+        if self._ready is None:
+            self._ready = asyncio.Event()
+            self._starting = asyncio.create_task(self._start())
+        await self._ready.wait()
+
+    async def _start(self) -> None:
+        from topologies.state import GlobalState
+
+        s = self.settings
+        while True:
+            try:
+                codec = AvroCodec(s)
+                await asyncio.to_thread(codec.register_all)
+                self.codec = codec
+                self.store = await asyncio.to_thread(CommentStore, s)
+                self.streams = LiveStreams(s)
+                self.state = GlobalState(s, codec)
+                await self.state.start()
+                await self.state.ready.wait()
+                break
+            except Exception as e:  # the stack may still be starting: keep trying
+                log.warning("worker start: %s: %s; retrying in 2s", type(e).__name__, e)
+                await asyncio.sleep(2)
+        log.info(
+            "worker ready: %d events, %d users known", len(self.state.events), len(self.state.users)
+        )
+        assert self._ready is not None
+        self._ready.set()
+
+    def _decode(self, event: Event) -> Incoming:
+        msg = event.message
+        raw: bytes = msg.value if isinstance(msg.value, bytes) else b""
+        assert self.codec is not None
+        try:
+            comment = self.codec.decode_as(raw, CommentSubmitted)
+            return Incoming(msg.topic, msg.partition, msg.offset, raw, comment)
+        except CodecError as e:
+            return Incoming(msg.topic, msg.partition, msg.offset, raw, None, e.code, str(e))
+
+    async def process(
+        self,
+        events: Sequence[Event],
+        histories: Any,
+        heads: Any,
+        epochs: Any,
+        *,
+        rejected: faust.TopicT,
+        moderation: faust.TopicT,
+        published: faust.TopicT,
+    ) -> None:
+        assert self.codec and self.store and self.streams
+        t0 = time.perf_counter()
+        M.records_in.labels("decode").inc(len(events))
+        items = await self._decode_all(events)
+        last_event = {e.message.partition: e for e in events}
+
+        def partition_epoch(partition: int) -> int:
+            epoch = int(epochs.get(f"p{partition}") or 0)
+            if epoch == 0:
+                epoch = int(time.time() * 1000)
+                with _as_current(last_event[partition]):
+                    epochs[f"p{partition}"] = epoch
+            return epoch
+
+        batch_epochs = {p: partition_epoch(p) for p in last_event}
+        now_ms = int(time.time() * 1000)
+        t1 = time.perf_counter()
+        plan = self.processor.plan(
+            items,
+            events=self.state.event,
+            users=self.state.user,
+            history=lambda k: tuple(Post(*p) for p in histories.get(k) or ()),
+            heads=lambda e: tuple(heads.get(e) or ()),
+            epochs=batch_epochs.__getitem__,
+            now_ms=now_ms,
+        )
+        M.stage_latency.labels("validate").observe(time.perf_counter() - t1 - plan.moderation_s)
+        M.stage_latency.labels("moderate").observe(plan.moderation_s)
+        await self._resolve_unknown_previous(plan)
+
+        t2 = time.perf_counter()
+        await self._produce(plan, rejected=rejected, moderation=moderation, published=published)
+        t3 = time.perf_counter()
+        M.stage_latency.labels("publish").observe(t3 - t2)
+
+        async def persist() -> None:
+            assert self.store
+            ts = time.perf_counter()
+            await self.store.upsert(plan.published)
+            M.stage_latency.labels("persist").observe(time.perf_counter() - ts)
+
+        async def fanout() -> None:
+            assert self.streams
+            ts = time.perf_counter()
+            before = self.streams.epoch_changes
+            await self.streams.append(plan.published)
+            if self.streams.epoch_changes > before:
+                M.redis_epoch_changes.inc(self.streams.epoch_changes - before)
+            M.stage_latency.labels("fanout").observe(time.perf_counter() - ts)
+            live_ms = time.time() * 1000
+            for c in plan.published:
+                M.submit_to_live_seconds.observe(max(0.0, live_ms - c.submitted_at) / 1000)
+
+        if plan.published:
+            await asyncio.gather(persist(), fanout())
+
+        # State last: if we crash before this, the replay recomputes the same state.
+        for key, history in plan.histories.items():
+            with _as_current(last_event[plan.partition_of[key]]):
+                histories[key] = [[p.offset, p.at_ms, p.comment_id] for p in history]
+        for event_id, positions in plan.heads.items():
+            with _as_current(last_event[plan.partition_of[event_id]]):
+                heads[event_id] = list(positions)
+
+        for o in plan.outcomes:
+            self.windows.add(o.event_id, o.at_ms, o.user_id, o.language, o.outcome)
+        for m in plan.moderated:
+            M.observe_moderation_latency(max(0, m.moderated_at - m.submitted_at) / 1000)
+            M.records_out.labels("moderate", m.decision.value).inc()
+        for r in plan.rejected:
+            M.dead_letters.labels(r.reason).inc()
+            M.records_out.labels(r.stage, "rejected").inc()
+        M.records_out.labels("publish", "published").inc(len(plan.published))
+        M.stage_latency.labels("batch").observe(time.perf_counter() - t0)
+
+    async def _decode_all(self, events: Sequence[Event]) -> list[Incoming]:
+        delay = 0.1
+        while True:
+            try:
+                return [self._decode(e) for e in events]
+            except RegistryError as e:  # an unseen schema id and no registry: transient
+                log.warning("registry unavailable while decoding (%s); retrying", e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _resolve_unknown_previous(self, plan: BatchPlan) -> None:
+        assert self.store
+        for index in plan.unknown_previous:
+            c = plan.published[index]
+            previous = await self.store.previous_position(c.event_id, c.position)
+            plan.published[index] = replace(c, previous_position=previous)
+            assert previous != UNKNOWN
+
+    async def _produce(
+        self,
+        plan: BatchPlan,
+        *,
+        rejected: faust.TopicT,
+        moderation: faust.TopicT,
+        published: faust.TopicT,
+    ) -> None:
+        assert self.codec
+        enc = self.codec.encode
+        futures = []
+        for r in plan.rejected:
+            futures.append(
+                await rejected.send(
+                    key=r.event_id.encode() if r.event_id else None,
+                    value=enc(T.COMMENTS_REJECTED, r),
+                )
+            )
+        for m in plan.moderated:
+            futures.append(
+                await moderation.send(key=m.user_id.encode(), value=enc(T.MODERATION_EVENTS, m))
+            )
+        for c in plan.published:
+            futures.append(
+                await published.send(key=c.event_id.encode(), value=enc(T.COMMENTS_PUBLISHED, c))
+            )
+        # acks=all for every record of the batch before the sinks and the commit.
+        await asyncio.gather(*futures)
+
+    async def retract(self, events: Sequence[Event]) -> None:
+        assert self.codec and self.store and self.streams
+        for event in events:
+            raw = event.message.value
+            try:
+                r = self.codec.decode_as(raw, CommentRetracted)
+            except CodecError as e:
+                log.error(
+                    "undecodable retraction at %s/%s: %s",
+                    event.message.partition,
+                    event.message.offset,
+                    e,
+                )
+                M.dead_letters.labels(e.code).inc()
+                continue
+            position = r.position
+            if position is None and r.comment_id:
+                found = await self.store.locate(r.comment_id)
+                position = found[1] if found else None
+            if position is not None:
+                await self.store.mark_removed(r.event_id, position, r.reason, r.retracted_at)
+            await self.streams.retract(r, position)
+            M.records_out.labels("retract", "retracted").inc()
+
+    async def flush_analytics(self, analytics: faust.TopicT) -> None:
+        if self.codec is None:
+            return
+        closed = self.windows.close(int(time.time() * 1000))
+        futures = []
+        for w in closed:
+            if w.window_s == 1:
+                M.comments_per_second_by_event.labels(w.event_id).set(w.comments)
+            futures.append(
+                await analytics.send(
+                    key=w.event_type.encode(), value=self.codec.encode(T.ANALYTICS_EVENTS, w)
+                )
+            )
+        M.refresh_moderation_p99()
+        await asyncio.gather(*futures)
+
+    def report_lag(self) -> None:
+        consumer = self.app.consumer
+        read = getattr(consumer, "_read_offset", {})
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            last = read.get(tp)
+            if high is not None and last is not None:
+                M.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - last - 1))

@@ -1,0 +1,119 @@
+"""Global state: every event's settings and every user's profile, on every worker.
+
+``events.settings`` and ``users.profiles`` are compacted topics: the event-sourced state
+of events and users. Each worker reads all their partitions from the beginning (no
+consumer group) and then follows them, so validate, moderate and enrich look up any
+event or user locally. Faust's ``GlobalTable`` does the same job but hangs in partition
+assignment and recovery on this stack (see docs/operations.md), so this is a small
+reader of its own. A tombstone (null value) deletes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connectors.topics import EVENTS_SETTINGS, USERS_PROFILES
+from deploy.settings import Settings
+from schemas.codec import AvroCodec
+from schemas.errors import CodecError
+from schemas.records import LiveEvent, UserProfile
+
+log = logging.getLogger(__name__)
+
+
+class GlobalState:
+    def __init__(self, settings: Settings, codec: AvroCodec) -> None:
+        self._settings = settings
+        self._codec = codec
+        self.events: dict[str, LiveEvent] = {}
+        self.users: dict[str, UserProfile] = {}
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def event(self, event_id: str) -> LiveEvent | None:
+        return self.events.get(event_id)
+
+    def user(self, user_id: str) -> UserProfile | None:
+        return self.users.get(user_id)
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = await asyncio.to_thread(self._partitions, self._settings)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._follow(consumer, ends), name="global-state")
+
+    @staticmethod
+    def _partitions(settings: Settings) -> list[TopicPartition]:
+        from connectors.kafka_admin import admin_client
+
+        topics = admin_client(settings.bootstrap_servers).list_topics(timeout=10).topics
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (EVENTS_SETTINGS, USERS_PROFILES)
+            if topic in topics
+            for p in sorted(topics[topic].partitions)
+        ]
+        if not partitions:
+            raise RuntimeError(f"topics {EVENTS_SETTINGS} and {USERS_PROFILES} not found")
+        return partitions
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def _follow(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> None:
+        pending = {tp for tp, end in ends.items() if end > 0}
+        if not pending:
+            self.ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    self._apply(tp.topic, record.key, record.value)
+                if tp in pending and records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+            if pending and not batches:
+                for tp in list(pending):
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+            if not pending and not self.ready.is_set():
+                log.info(
+                    "global state loaded: %d events, %d users", len(self.events), len(self.users)
+                )
+                self.ready.set()
+
+    def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        ident = key.decode()
+        table: dict[str, Any] = self.events if topic == EVENTS_SETTINGS else self.users
+        if value is None:
+            table.pop(ident, None)
+            return
+        try:
+            record = self._codec.decode(value)
+        except CodecError as e:
+            log.error("skipping undecodable %s record %r: %s", topic, ident, e)
+            return
+        if isinstance(record, LiveEvent | UserProfile):
+            table[ident] = record
