@@ -70,6 +70,7 @@ class StateWriter:
             wanted = key.encode()
             for p in md.partitions:
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                low, high = int(low or 0), int(high or 0)
                 if high <= low:
                     continue
                 consumer.assign([TopicPartition(topic, p, low)])
