@@ -82,7 +82,7 @@ class StateWriter:
                         continue
                     if msg.key() == wanted:
                         found = msg.value()
-                    if msg.offset() >= high - 1:
+                    if (msg.offset() or 0) >= high - 1:
                         break
             if found is None:
                 return None
