@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         description="static group membership: a restarted worker gets its partitions "
         "back without a rebalance of everyone",
     )
+    worker_session_timeout_s: float = Field(
+        10.0, description="a worker silent this long loses its partitions to the others"
+    )
     batch_max: int = Field(500, description="largest batch a worker takes from a partition")
     batch_within_s: float = Field(0.01, description="longest a worker waits to fill a batch")
     max_poll_records: int = Field(1000, description="Kafka records fetched per poll")

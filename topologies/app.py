@@ -68,10 +68,11 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
             if settings.worker_static_membership
             else None
         ),
+        broker_session_timeout=settings.worker_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_s / 4),
         web_host=settings.host,
         web_port=settings.worker_port + worker_index,
         web_in_thread=True,
-        stream_wait_empty=False,
     )
 
     def topic(name: str) -> faust.TopicT:
@@ -147,7 +148,15 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
             for tp in app.consumer.assignment()
             if tp.topic == T.COMMENTS_SUBMITTED
         )
-        return web.json({"ok": rt.is_started(), "worker": worker_index, "assigned": assigned})
+        return web.json(
+            {
+                "ok": rt.is_started(),
+                "worker": worker_index,
+                "assigned": assigned,
+                "events": len(rt.state.events) if rt.state else 0,
+                "users": len(rt.state.users) if rt.state else 0,
+            }
+        )
 
     app.livecomments_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -25,7 +25,14 @@ from schemas.records import (
 from topologies.stages.enrich import enrich
 from topologies.stages.moderate import ModerationEngine, ModerationInput, decide
 from topologies.stages.publish import UNKNOWN, advance, previous_for, publish
-from topologies.stages.validate import Accepted, Limits, Post, remember, validate
+from topologies.stages.validate import (
+    HISTORY_KEPT,
+    Accepted,
+    Limits,
+    Post,
+    remember,
+    validate,
+)
 
 REJECTED = "REJECTED"
 
@@ -128,7 +135,10 @@ class CommentProcessor:
                 continue
             assert event is not None  # validate rejects unknown events
             plan.histories[key] = remember(
-                past, Post(item.offset, comment.submitted_at, comment.comment_id)
+                past,
+                Post(item.offset, comment.submitted_at, comment.comment_id),
+                # The rate limit needs a minute's posts: keep at least that many.
+                keep_max=max(HISTORY_KEPT, self.limits.posts_per_minute),
             )
             plan.partition_of[key] = item.partition
             accepted.append((item, verdict.comment, event, user))

@@ -160,5 +160,13 @@ def decide(
     else:
         return Decision.APPROVE, tuple(reasons)
     if not reasons:
-        reasons.append("spam_score" if spam >= toxicity else "toxicity_score")
+        # Name the score that crossed this decision's threshold (the higher if both did).
+        if decision is Decision.BLOCK:
+            spam_over = spam > thresholds.spam_block
+            toxicity_over = toxicity > thresholds.toxicity_block
+        else:
+            spam_over = spam > thresholds.spam_review
+            toxicity_over = toxicity > thresholds.toxicity_review
+        spam_decides = spam_over and (not toxicity_over or spam >= toxicity)
+        reasons.append("spam_score" if spam_decides else "toxicity_score")
     return decision, tuple(reasons)

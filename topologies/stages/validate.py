@@ -22,6 +22,7 @@ from typing import Final
 from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfile
 
 MAX_ID_LENGTH: Final = 128
+HISTORY_KEPT: Final = 64
 _ID = re.compile(r"^[A-Za-z0-9._:@\-]+$")
 # Characters a comment never needs: C0/C1 controls are turned into spaces (newlines and
 # tabs included: a comment is one line), these invisible or direction-changing ones are
@@ -60,6 +61,9 @@ _INVISIBLE: Final = dict.fromkeys(
     ]
 )
 _SPACES = re.compile(r"\s+")
+# What shows nothing on its own: controls, format characters (the joiner U+200D, tags),
+# combining marks without a base (variation selectors among them), separators.
+_NOTHING_VISIBLE: Final = frozenset({"Cc", "Cf", "Mn", "Me", "Zs", "Zl", "Zp"})
 PRIVILEGED_ROLES: Final = frozenset({"moderator", "broadcaster", "admin"})
 MEMBER_ROLES: Final = PRIVILEGED_ROLES | {"member"}
 
@@ -95,10 +99,15 @@ Verdict = Accepted | Rejected
 
 def normalize_text(text: str) -> str:
     """NFC, controls to spaces, invisible characters dropped, whitespace collapsed."""
-    text = unicodedata.normalize("NFC", text)
     text = text.translate(_INVISIBLE)
     text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
+    # NFC last: a dropped character may have split a base from its combining mark.
+    text = unicodedata.normalize("NFC", text)
     return _SPACES.sub(" ", text).strip()
+
+
+def _has_visible(text: str) -> bool:
+    return any(unicodedata.category(c) not in _NOTHING_VISIBLE for c in text)
 
 
 def _bad_id(value: str) -> bool:
@@ -122,7 +131,7 @@ def validate(
             return Rejected("invalid_field", f"{name} is not a valid id")
 
     text = normalize_text(comment.text)
-    if not text:
+    if not _has_visible(text):
         return Rejected("empty_text", "the comment has no visible text")
     if len(text) > limits.max_chars:
         return Rejected(
@@ -166,7 +175,7 @@ def validate(
 
 
 def remember(
-    history: tuple[Post, ...], post: Post, *, keep_ms: int = 60_000, keep_max: int = 64
+    history: tuple[Post, ...], post: Post, *, keep_ms: int = 60_000, keep_max: int = HISTORY_KEPT
 ) -> tuple[Post, ...]:
     """History after ``post``: only what rate limit, slow mode and dedup still need.
 

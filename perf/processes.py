@@ -1,0 +1,111 @@
+"""Starting and stopping the project's own processes (workers) for tests, perf and demo."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from deploy.settings import Settings
+
+
+@dataclass
+class Worker:
+    index: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def health(self, settings: Settings) -> dict[str, object] | None:
+        try:
+            r = httpx.get(
+                f"http://{settings.host}:{settings.worker_port + self.index}/healthz", timeout=1.0
+            )
+            return dict(r.json()) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def start_worker(settings: Settings, index: int, env: dict[str, str] | None = None) -> Worker:
+    logs = settings.state_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"worker-{index}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deploy.cli",
+                "worker",
+                "--index",
+                str(index),
+                "--loglevel",
+                "warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    return Worker(index, proc, log)
+
+
+def wait_assigned(
+    settings: Settings, workers: list[Worker], partitions: int, timeout_s: float = 120.0
+) -> None:
+    """Until the workers are started and own every partition of comments.submitted."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        owned: set[str] = set()
+        ready = True
+        for w in workers:
+            if w.proc.poll() is not None:
+                raise RuntimeError(f"worker {w.index} exited; see {w.log}")
+            h = w.health(settings)
+            if not h or not h.get("ok"):
+                ready = False
+                break
+            assigned = h.get("assigned")
+            if isinstance(assigned, list):
+                owned.update(str(a) for a in assigned)
+        if ready and len(owned) >= partitions:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"workers did not own all {partitions} partitions in {timeout_s}s")
+
+
+def wait_events_known(
+    settings: Settings, workers: list[Worker], at_least: int, timeout_s: float = 30.0
+) -> None:
+    """Until every worker's global state holds ``at_least`` events."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = [int(str((w.health(settings) or {}).get("events", 0))) for w in workers]
+        if all(c >= at_least for c in counts):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"workers did not learn {at_least} events in {timeout_s}s")
