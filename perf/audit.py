@@ -154,12 +154,22 @@ def _check(
 
 
 def wait_until_persisted(
-    settings: Settings, acked: list[Acked], timeout_s: float, poll_s: float = 1.0
+    settings: Settings,
+    acked: list[Acked],
+    timeout_s: float,
+    poll_s: float = 1.0,
+    *,
+    live_tier_complete: bool = True,
 ) -> AuditReport:
-    """Audit repeatedly until nothing is lost or the deadline passes; the last report."""
+    """Audit repeatedly until nothing is lost or the deadline passes; the last report.
+
+    ``live_tier_complete=False`` waits for Cassandra only (for drills where Redis lost
+    history on purpose).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         report = audit(settings, acked)
-        if (report.lost == 0 and report.missing_in_redis == 0) or time.monotonic() > deadline:
+        live_ok = report.missing_in_redis == 0 or not live_tier_complete
+        if (report.lost == 0 and live_ok) or time.monotonic() > deadline:
             return report
         time.sleep(poll_s)

@@ -350,11 +350,6 @@ def test_a_comment_replayed_with_itself_in_history_is_not_a_duplicate() -> None:
     assert stack.run([_in(5)]).published == first.published
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: remember() prunes history by the newest post's time, so replaying "
-    "a batch that spans a minute of submissions loses the post that made a retry a duplicate",
-)
 def test_replaying_a_batch_spanning_a_minute_does_not_publish_a_caught_retry() -> None:
     stack = _Stack()
     stack.run([_in(1, at=T0, cid="c-1")])  # committed

@@ -11,6 +11,7 @@ import pytest
 
 from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfile
 from topologies.stages.validate import (
+    HISTORY_KEEP_MS,
     MAX_ID_LENGTH,
     Accepted,
     Limits,
@@ -480,11 +481,6 @@ def test_a_rejection_is_the_same_when_replayed_with_later_posts_in_history(
     assert _check(event=event, history=later) == first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: remember() prunes by the newest post's time, so a post the replayed "
-    "record still needs can be gone when the uncommitted range spans about a minute",
-)
 def test_a_rate_limited_record_stays_rejected_after_a_later_post_pruned_history() -> None:
     history = _posts(60, first_offset=OFFSET - 60, every_ms=100, last_at=NOW - 1)
     first = _rejected(_check(history=history))
@@ -569,9 +565,9 @@ def test_remember_keeps_at_most_keep_max_posts_the_most_recent() -> None:
     )
 
 
-def test_remember_forgets_posts_a_minute_older_than_the_new_one() -> None:
-    old = Post(1, NOW - 60_000, "old")
-    recent = Post(2, NOW - 59_999, "recent")
+def test_remember_forgets_posts_ten_minutes_older_than_the_new_one() -> None:
+    old = Post(1, NOW - HISTORY_KEEP_MS, "old")
+    recent = Post(2, NOW - HISTORY_KEEP_MS + 1, "recent")
     new = Post(3, NOW, "new")
     assert remember((old, recent), new) == (recent, new)
     assert remember((old, recent), new, keep_ms=10_000) == (new,)

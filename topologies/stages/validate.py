@@ -23,6 +23,8 @@ from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfil
 
 MAX_ID_LENGTH: Final = 128
 HISTORY_KEPT: Final = 64
+# Long enough for slow modes up to 10 minutes and for replays of a lagging partition.
+HISTORY_KEEP_MS: Final = 600_000
 _ID = re.compile(r"^[A-Za-z0-9._:@\-]+$")
 # Characters a comment never needs: C0/C1 controls are turned into spaces (newlines and
 # tabs included: a comment is one line), these invisible or direction-changing ones are
@@ -175,7 +177,11 @@ def validate(
 
 
 def remember(
-    history: tuple[Post, ...], post: Post, *, keep_ms: int = 60_000, keep_max: int = HISTORY_KEPT
+    history: tuple[Post, ...],
+    post: Post,
+    *,
+    keep_ms: int = HISTORY_KEEP_MS,
+    keep_max: int = HISTORY_KEPT,
 ) -> tuple[Post, ...]:
     """History after ``post``: only what rate limit, slow mode and dedup still need.
 

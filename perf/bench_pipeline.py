@@ -1,0 +1,177 @@
+"""pipeline: comments.submitted → persisted in Cassandra and in the event's Redis stream.
+
+Phase 1 (throughput): every comment is written at full speed; a follower reading the
+events' Redis streams notes when each one arrives. ``comments_per_s`` = comments /
+(last arrival - first submit). Then the auditor checks Cassandra and Redis.
+Phase 2 (latency): comments at ``rate`` per second; p50/p99 of submit → in Redis.
+The raw confluent-kafka produce rate is measured in the same run, for the ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+from redis import Redis
+
+from connectors.redis_streams import stream_key
+from deploy.settings import Settings
+from perf.audit import audit
+from perf.bench_kafka import ensure_topic, produce_rate
+from perf.load import comments as make_comments
+from perf.load import make_events, produce
+from perf.processes import start_worker, wait_assigned, wait_events_known
+from schemas.codec import AvroCodec
+
+
+class Follower(threading.Thread):
+    """Reads the events' streams from their current end; records arrival per comment."""
+
+    def __init__(self, settings: Settings, events: list[str]) -> None:
+        super().__init__(daemon=True)
+        self._redis = Redis.from_url(settings.redis_address)
+        self._streams: dict[Any, Any] = {}
+        for e in events:
+            top: Any = self._redis.xrevrange(stream_key(e), count=1)
+            self._streams[stream_key(e)] = top[0][0].decode() if top else "0-0"
+        self.arrivals: dict[str, tuple[float, int]] = {}  # comment_id → (arrival s, submitted ms)
+        self._stop_event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            reply: Any = self._redis.xread(self._streams, count=5000, block=200)
+            now = time.time()
+            for key, entries in reply or []:
+                for entry_id, fields in entries:
+                    self._streams[key.decode()] = entry_id.decode()
+                    if fields.get(b"type") == b"comment":
+                        data = json.loads(fields[b"data"])
+                        self.arrivals.setdefault(data["comment_id"], (now, data["submitted_at"]))
+
+    def wait_for(self, ids: set[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ids <= self.arrivals.keys():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+        self._redis.close()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _stage_means(settings: Settings, workers: int) -> dict[str, float]:
+    """Mean seconds per batch of each stage, over every worker's histograms."""
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    pattern = re.compile(r'^pipeline_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$')
+    for i in range(workers):
+        try:
+            text = httpx.get(
+                f"http://{settings.host}:{settings.worker_port + i}/metrics", timeout=2
+            ).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            m = pattern.match(line)
+            if m:
+                target = sums if m.group(1) == "sum" else counts
+                target[m.group(2)] = target.get(m.group(2), 0.0) + float(m.group(3))
+    return {k: round(sums[k] / counts[k] * 1000, 3) for k in sums if counts.get(k)}
+
+
+def run(
+    settings: Settings, *, quick: bool, workers: int, comments: int, events: int, rate: float
+) -> dict[str, Any]:
+    ensure_topic(settings)
+    kafka_rate = produce_rate(settings, 100_000 if quick else 300_000)
+    notes: list[str] = []
+
+    procs = [start_worker(settings, i) for i in range(workers)]
+    try:
+        wait_assigned(settings, procs, settings.partitions_comments, timeout_s=180)
+        with AvroCodec(settings) as codec:
+            codec.register_all()
+            prefix = f"perf-{uuid.uuid4().hex[:6]}"
+            event_ids = make_events(settings, codec, events, prefix)
+            wait_events_known(settings, procs, events)
+
+            # Phase 1: full speed.
+            follower = Follower(settings, event_ids)
+            t0 = time.time()
+            load = produce(settings, codec, make_comments(event_ids, comments))
+            produce_s = time.time() - t0
+            ids = {a.comment_id for a in load.acked}
+            complete = follower.wait_for(ids, timeout_s=600)
+            follower.stop()
+            arrivals = [follower.arrivals[i][0] for i in ids if i in follower.arrivals]
+            elapsed = (max(arrivals) - t0) if arrivals else float("inf")
+            throughput = len(arrivals) / elapsed if arrivals else 0.0
+            if not complete:
+                notes.append(f"only {len(arrivals)} of {len(ids)} reached Redis in time")
+            report = audit(settings, load.acked)
+
+            # Phase 2: fixed rate.
+            seconds = 8 if quick else 30
+            follower = Follower(settings, event_ids)
+            paced = produce(
+                settings, codec, make_comments(event_ids, int(rate * seconds)), rate=rate
+            )
+            paced_ids = {a.comment_id for a in paced.acked}
+            follower.wait_for(paced_ids, timeout_s=120)
+            follower.stop()
+            latencies = [
+                (arr - sub / 1000) * 1000
+                for cid, (arr, sub) in follower.arrivals.items()
+                if cid in paced_ids
+            ]
+            paced_report = audit(settings, paced.acked)
+            stages = _stage_means(settings, workers)
+    finally:
+        for w in procs:
+            w.stop()
+
+    if produce_s > elapsed * 0.5:
+        notes.append("the load generator took more than half the run: it may be the bottleneck")
+    return {
+        "bench": "pipeline",
+        "quick": quick,
+        "params": {
+            "comments": comments,
+            "events": events,
+            "workers": workers,
+            "target_rate": rate,
+            "rate_seconds": seconds,
+            "partitions": settings.partitions_comments,
+            "batch_max": settings.batch_max,
+        },
+        "metrics": {
+            "comments_per_s": round(throughput, 1),
+            "lost": report.lost + paced_report.lost,
+            "duplicated": report.duplicated + paced_report.duplicated,
+            "missing_in_redis": report.missing_in_redis + paced_report.missing_in_redis,
+            "order_violations": report.order_violations + paced_report.order_violations,
+            "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+            "p99_ms": round(_percentile(latencies, 0.99), 2) if latencies else None,
+            "max_ms": round(max(latencies), 2) if latencies else None,
+            "kafka_produce_msgs_per_s": round(kafka_rate),
+            "ratio_to_kafka": round(throughput / kafka_rate, 4) if kafka_rate else None,
+            "load_produce_s": round(produce_s, 2),
+            "stage_ms_per_batch": stages,
+        },
+        "notes": notes,
+    }

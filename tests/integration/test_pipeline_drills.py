@@ -1,0 +1,141 @@
+"""Faults under load: a tier goes away while comments flow; nothing acknowledged is lost.
+
+Each drill runs the load in a thread, breaks a real server through the launcher, brings
+it back, and lets the independent auditor count.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from connectors.redis_streams import meta_key, stream_key
+from deploy.settings import Settings
+from deploy.stack import launcher
+from deploy.stack.local import Cassandra
+from deploy.stack.local import Redis as RedisServer
+from perf.audit import wait_until_persisted
+from perf.load import LoadResult, comments, make_events, produce
+from perf.processes import Worker, start_worker, wait_assigned, wait_events_known
+from schemas.codec import AvroCodec
+
+
+@pytest.fixture(scope="module")
+def codec(settings: Settings) -> Iterator[AvroCodec]:
+    with AvroCodec(settings) as c:
+        c.register_all()
+        yield c
+
+
+@pytest.fixture()
+def workers(settings: Settings) -> Iterator[list[Worker]]:
+    started = [start_worker(settings, i) for i in range(2)]
+    try:
+        wait_assigned(settings, started, settings.partitions_comments)
+        yield started
+    finally:
+        for w in started:
+            w.stop()
+        # Whatever a drill broke, the next test gets the whole stack back.
+        launcher.up(settings, out=io.StringIO())
+
+
+class BackgroundLoad(threading.Thread):
+    """The load generator in a thread, so the test can break servers meanwhile."""
+
+    def __init__(
+        self, settings: Settings, codec: AvroCodec, events: list[str], total: int, rate: float
+    ) -> None:
+        super().__init__(daemon=True)
+        self._args = (settings, codec, events, total, rate)
+        self.result: LoadResult | None = None
+        self.start()
+
+    def run(self) -> None:
+        settings, codec, events, total, rate = self._args
+        self.result = produce(settings, codec, comments(events, total), rate=rate)
+
+    def finish(self) -> LoadResult:
+        self.join(timeout=300)
+        assert self.result is not None, "the load generator did not finish"
+        return self.result
+
+
+def _sleep_until(deadline: float) -> None:
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def test_cassandra_stopped_20s_under_load_loses_nothing_and_catches_up(
+    settings: Settings, codec: AvroCodec, workers: list[Worker]
+) -> None:
+    events = make_events(settings, codec, 10, f"drill-c-{uuid.uuid4().hex[:6]}")
+    wait_events_known(settings, workers, 10)
+    load_thread = BackgroundLoad(settings, codec, events, 30_000, rate=1000)
+
+    start = time.monotonic()
+    _sleep_until(start + 5)
+    assert Cassandra(settings).process.stop(timeout_s=60)
+    _sleep_until(time.monotonic() + 20)
+    launcher.up(settings, out=io.StringIO())
+
+    load = load_thread.finish()
+    assert load.failed == 0 and len(load.acked) == 30_000
+    report = wait_until_persisted(settings, load.acked, timeout_s=300)
+    assert report.ok, report.as_dict()
+    assert report.persisted == 30_000
+
+
+def test_redis_losing_its_data_under_load_loses_nothing_and_records_an_epoch(
+    settings: Settings, codec: AvroCodec, workers: list[Worker]
+) -> None:
+    events = make_events(settings, codec, 10, f"drill-r-{uuid.uuid4().hex[:6]}")
+    wait_events_known(settings, workers, 10)
+    load_thread = BackgroundLoad(settings, codec, events, 15_000, rate=1000)
+
+    _sleep_until(time.monotonic() + 5)
+    redis_server = RedisServer(settings)
+    pid = redis_server.process.owned_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # and its data with it: the worst case for the live tier
+    time.sleep(0.5)
+    shutil.rmtree(redis_server.root / "data", ignore_errors=True)
+    launcher.up(settings, out=io.StringIO())
+
+    load = load_thread.finish()
+    assert len(load.acked) == 15_000
+    report = wait_until_persisted(settings, load.acked, timeout_s=240, live_tier_complete=False)
+    # The permanent tier has everything, once; the live tier lost what came before the
+    # crash and says so with a new epoch, after which it is complete again.
+    assert report.lost == 0 and report.duplicated == 0, report.as_dict()
+    assert report.order_violations == 0 and report.chain_breaks == 0, report.as_dict()
+
+    r = Redis.from_url(settings.redis_address)
+    try:
+        for event_id in events:
+            meta = r.hgetall(meta_key(event_id))
+            assert meta.get(b"epoch"), f"no epoch change recorded for {event_id}"
+            entries = r.xrange(stream_key(event_id))
+            kinds = [fields[b"type"] for _, fields in entries]
+            assert b"epoch" in kinds
+            marker = kinds.index(b"epoch")
+            after = [
+                json.loads(fields[b"data"])
+                for _, fields in entries[marker + 1 :]
+                if fields[b"type"] == b"comment"
+            ]
+            assert after, f"nothing reached {event_id}'s stream after the restart"
+            positions = [c["position"] for c in after]
+            assert positions == sorted(set(positions))
+    finally:
+        r.close()
