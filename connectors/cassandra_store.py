@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,10 +111,6 @@ class CommentStore:
         self._insert_bucket = s.prepare(
             f"INSERT INTO {ks}.comment_buckets_by_event (event_id, bucket) VALUES (?, ?)"
         )
-        self._insert_location = s.prepare(
-            f"INSERT INTO {ks}.comment_locations (comment_id, event_id, position, user_id) "
-            "VALUES (?, ?, ?, ?)"
-        )
         self._insert_by_user = s.prepare(
             f"INSERT INTO {ks}.comments_by_user (user_id, published_at, comment_id, event_id, "
             "position, text) VALUES (?, ?, ?, ?, ?, ?)"
@@ -122,8 +119,9 @@ class CommentStore:
             f"UPDATE {ks}.comments_by_event SET removed = true, removed_reason = ?, removed_at = ? "
             "WHERE event_id = ? AND bucket = ? AND position = ?"
         )
-        self._find_location = s.prepare(
-            f"SELECT event_id, position, user_id FROM {ks}.comment_locations WHERE comment_id = ?"
+        self._find_by_user = s.prepare(
+            f"SELECT comment_id, event_id, position FROM {ks}.comments_by_user "
+            "WHERE user_id = ? LIMIT 5000"
         )
         self._select_before = s.prepare(
             f"SELECT * FROM {ks}.comments_by_event WHERE event_id = ? AND bucket = ? "
@@ -147,7 +145,6 @@ class CommentStore:
         for stmt in (
             self._insert_comment,
             self._insert_bucket,
-            self._insert_location,
             self._insert_by_user,
             self._mark_removed,
         ):
@@ -179,10 +176,10 @@ class CommentStore:
         for c in comments:
             by_partition[(c.event_id, bucket_of(c.position))].append(c)
 
-        writes = []
+        statements: list[tuple[Any, Any]] = []
         for (event_id, bucket), rows in by_partition.items():
             if (event_id, bucket) not in self._known_buckets:
-                writes.append(self._execute(self._insert_bucket, (event_id, bucket)))
+                statements.append((self._insert_bucket, (event_id, bucket)))
             for start in range(0, len(rows), MAX_BATCH_ROWS):
                 batch = BatchStatement(
                     batch_type=BatchType.UNLOGGED, consistency_level=ConsistencyLevel.LOCAL_QUORUM
@@ -208,30 +205,80 @@ class CommentStore:
                             _ts(c.published_at),
                         ),
                     )
-                writes.append(self._execute(batch))
+                statements.append((batch, None))
         for c in comments:
-            writes.append(
-                self._execute(
-                    self._insert_location, (c.comment_id, c.event_id, c.position, c.user_id)
-                )
-            )
-            writes.append(
-                self._execute(
+            published_at = _ts(c.published_at)
+            statements.append(
+                (
                     self._insert_by_user,
-                    (c.user_id, _ts(c.published_at), c.comment_id, c.event_id, c.position, c.text),
+                    (c.user_id, published_at, c.comment_id, c.event_id, c.position, c.text),
                 )
             )
-        await asyncio.gather(*writes)
+        await self._execute_all(statements)
         self._known_buckets.update(by_partition)
         if len(self._known_buckets) > 100_000:
             self._known_buckets.clear()
 
-    async def locate(self, comment_id: str) -> tuple[str, int, str] | None:
-        rows = await self._execute(self._find_location, (comment_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        return row.event_id, row.position, row.user_id
+    async def _execute_all(self, statements: list[tuple[Any, Any]]) -> None:
+        """Send every statement at once; one wake-up when all answered; retry the failed.
+
+        One asyncio future per batch instead of one per statement: the driver answers on
+        its own thread, and a thread-safe wake-up per statement cost more than the write.
+        """
+        delay = 0.05
+        pending = statements
+        while pending:
+            failed = await self._send_all(pending)
+            if not failed:
+                return
+            log.warning(
+                "cassandra: %d of %d writes failed (%s); retrying in %.2fs",
+                len(failed),
+                len(pending),
+                failed[0][1],
+                delay,
+            )
+            pending = [statements_item for statements_item, _ in failed]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._retry_max_s)
+
+    def _send_all(
+        self, statements: list[tuple[Any, Any]]
+    ) -> asyncio.Future[list[tuple[tuple[Any, Any], BaseException]]]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[tuple[tuple[Any, Any], BaseException]]] = loop.create_future()
+        failed: list[tuple[tuple[Any, Any], BaseException]] = []
+        remaining = [len(statements)]
+        lock = threading.Lock()
+
+        def finish_one(item: tuple[Any, Any], exc: BaseException | None) -> None:
+            with lock:
+                if exc is not None:
+                    failed.append((item, exc))
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                loop.call_soon_threadsafe(_set, done, failed, None)
+
+        for item in statements:
+            try:
+                future = self._session.execute_async(item[0], item[1], timeout=10)
+            except Exception as e:  # e.g. NoHostAvailable raised synchronously
+                finish_one(item, e)
+                continue
+            future.add_callbacks(
+                lambda _rows, item=item: finish_one(item, None),
+                lambda exc, item=item: finish_one(item, exc),
+            )
+        return done
+
+    async def locate(self, user_id: str, comment_id: str) -> tuple[str, int] | None:
+        """(event_id, position) of a comment of ``user_id`` (its last 30 days)."""
+        rows = await self._execute(self._find_by_user, (user_id,))
+        for row in rows:
+            if row.comment_id == comment_id:
+                return row.event_id, row.position
+        return None
 
     async def mark_removed(self, event_id: str, position: int, reason: str, at_ms: int) -> None:
         await self._execute(

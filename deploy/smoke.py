@@ -92,17 +92,21 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
         step("kafka: consume + decode", consume)
 
     def cassandra() -> str:
+        from datetime import UTC, datetime
+
+        published = datetime.fromtimestamp(comment.submitted_at / 1000, tz=UTC)
         cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
         try:
             session = cluster.connect(settings.cassandra_keyspace)
             session.execute(
-                "INSERT INTO comment_locations (comment_id, event_id, position, user_id) "
-                "VALUES (%s, %s, %s, %s) USING TTL 3600",
-                (comment.comment_id, comment.event_id, delivered[0][1], comment.user_id),
+                "INSERT INTO comments_by_user (user_id, published_at, comment_id, event_id, "
+                "position) VALUES (%s, %s, %s, %s, %s) USING TTL 3600",
+                (comment.user_id, published, comment.comment_id, comment.event_id, delivered[0][1]),
             )
             row = session.execute(
-                "SELECT event_id FROM comment_locations WHERE comment_id = %s",
-                (comment.comment_id,),
+                "SELECT event_id FROM comments_by_user "
+                "WHERE user_id = %s AND published_at = %s AND comment_id = %s",
+                (comment.user_id, published, comment.comment_id),
             ).one()
         finally:
             cluster.shutdown()

@@ -35,6 +35,7 @@ from prometheus_client import generate_latest
 
 from connectors import topics as T
 from connectors.cassandra_store import CommentStore
+from connectors.kafka_producer import OutputProducer
 from connectors.redis_streams import LiveStreams
 from deploy.settings import Settings
 from schemas.codec import AvroCodec
@@ -81,11 +82,9 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
     submitted = topic(T.COMMENTS_SUBMITTED)
-    published = topic(T.COMMENTS_PUBLISHED)
     retracted = topic(T.COMMENTS_RETRACTED)
-    rejected = topic(T.COMMENTS_REJECTED)
-    moderation = topic(T.MODERATION_EVENTS)
-    analytics = topic(T.ANALYTICS_EVENTS)
+    # Outputs (comments.published, moderation.events, comments.rejected, analytics.events)
+    # go through Runtime.producer: see connectors/kafka_producer.py.
 
     # Partitioned state, co-partitioned with comments.submitted (written while processing
     # a record of the same partition): what each user posted in each event lately, the
@@ -112,15 +111,7 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
     async def comments(stream: Any) -> None:
         await rt.started()
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            await rt.process(
-                events,
-                histories,
-                heads,
-                epochs,
-                rejected=rejected,
-                moderation=moderation,
-                published=published,
-            )
+            await rt.process(events, histories, heads, epochs)
 
     @app.agent(retracted, concurrency=1)
     async def retractions(stream: Any) -> None:
@@ -130,7 +121,7 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
 
     @app.timer(1.0)
     async def close_windows() -> None:
-        await rt.flush_analytics(analytics)
+        await rt.flush_analytics()
 
     @app.timer(5.0)
     async def report_lag() -> None:
@@ -195,6 +186,7 @@ class Runtime:
         self.codec: AvroCodec | None = None
         self.store: CommentStore | None = None
         self.streams: LiveStreams | None = None
+        self.producer: OutputProducer | None = None
         self.state: Any = None
 
     def is_started(self) -> bool:
@@ -211,6 +203,10 @@ class Runtime:
         from topologies.state import GlobalState
 
         s = self.settings
+        if not s.debug:
+            # Debug records of the clients are built (then dropped) on the hot path otherwise.
+            for name in ("aiokafka", "faust", "mode", "cassandra", "redis", "httpx"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         while True:
             try:
                 codec = AvroCodec(s)
@@ -218,6 +214,9 @@ class Runtime:
                 self.codec = codec
                 self.store = await asyncio.to_thread(CommentStore, s)
                 self.streams = LiveStreams(s)
+                producer = OutputProducer(s)
+                await producer.start()
+                self.producer = producer
                 self.state = GlobalState(s, codec)
                 await self.state.start()
                 await self.state.ready.wait()
@@ -247,13 +246,10 @@ class Runtime:
         histories: Any,
         heads: Any,
         epochs: Any,
-        *,
-        rejected: faust.TopicT,
-        moderation: faust.TopicT,
-        published: faust.TopicT,
     ) -> None:
         assert self.codec and self.store and self.streams
         t0 = time.perf_counter()
+        M.batch_size.observe(len(events))
         M.records_in.labels("decode").inc(len(events))
         items = await self._decode_all(events)
         last_event = {e.message.partition: e for e in events}
@@ -283,7 +279,7 @@ class Runtime:
         await self._resolve_unknown_previous(plan)
 
         t2 = time.perf_counter()
-        await self._produce(plan, rejected=rejected, moderation=moderation, published=published)
+        await self._produce(plan)
         t3 = time.perf_counter()
         M.stage_latency.labels("publish").observe(t3 - t2)
 
@@ -345,32 +341,25 @@ class Runtime:
             plan.published[index] = replace(c, previous_position=previous)
             assert previous != UNKNOWN
 
-    async def _produce(
-        self,
-        plan: BatchPlan,
-        *,
-        rejected: faust.TopicT,
-        moderation: faust.TopicT,
-        published: faust.TopicT,
-    ) -> None:
-        assert self.codec
-        enc = self.codec.encode
-        futures = []
-        for r in plan.rejected:
-            futures.append(
-                await rejected.send(
-                    key=r.event_id.encode() if r.event_id else None,
-                    value=enc(T.COMMENTS_REJECTED, r),
-                )
+    async def _produce(self, plan: BatchPlan) -> None:
+        assert self.codec and self.producer
+        enc, send = self.codec.encode, self.producer.send
+        futures = [
+            await send(
+                T.COMMENTS_REJECTED,
+                r.event_id.encode() if r.event_id else None,
+                enc(T.COMMENTS_REJECTED, r),
             )
-        for m in plan.moderated:
-            futures.append(
-                await moderation.send(key=m.user_id.encode(), value=enc(T.MODERATION_EVENTS, m))
-            )
-        for c in plan.published:
-            futures.append(
-                await published.send(key=c.event_id.encode(), value=enc(T.COMMENTS_PUBLISHED, c))
-            )
+            for r in plan.rejected
+        ]
+        futures += [
+            await send(T.MODERATION_EVENTS, m.user_id.encode(), enc(T.MODERATION_EVENTS, m))
+            for m in plan.moderated
+        ]
+        futures += [
+            await send(T.COMMENTS_PUBLISHED, c.event_id.encode(), enc(T.COMMENTS_PUBLISHED, c))
+            for c in plan.published
+        ]
         # acks=all for every record of the batch before the sinks and the commit.
         await asyncio.gather(*futures)
 
@@ -390,16 +379,16 @@ class Runtime:
                 M.dead_letters.labels(e.code).inc()
                 continue
             position = r.position
-            if position is None and r.comment_id:
-                found = await self.store.locate(r.comment_id)
+            if position is None and r.comment_id and r.user_id:
+                found = await self.store.locate(r.user_id, r.comment_id)
                 position = found[1] if found else None
             if position is not None:
                 await self.store.mark_removed(r.event_id, position, r.reason, r.retracted_at)
             await self.streams.retract(r, position)
             M.records_out.labels("retract", "retracted").inc()
 
-    async def flush_analytics(self, analytics: faust.TopicT) -> None:
-        if self.codec is None:
+    async def flush_analytics(self) -> None:
+        if self.codec is None or self.producer is None:
             return
         closed = self.windows.close(int(time.time() * 1000))
         futures = []
@@ -407,8 +396,10 @@ class Runtime:
             if w.window_s == 1:
                 M.comments_per_second_by_event.labels(w.event_id).set(w.comments)
             futures.append(
-                await analytics.send(
-                    key=w.event_type.encode(), value=self.codec.encode(T.ANALYTICS_EVENTS, w)
+                await self.producer.send(
+                    T.ANALYTICS_EVENTS,
+                    w.event_type.encode(),
+                    self.codec.encode(T.ANALYTICS_EVENTS, w),
                 )
             )
         M.refresh_moderation_p99()

@@ -113,8 +113,8 @@ def test_down_then_up_keeps_topics_rows_offsets_and_schemas(settings: Settings) 
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
     session = cluster.connect(settings.cassandra_keyspace)
     session.execute(
-        "INSERT INTO comment_locations (comment_id, event_id, position, user_id) "
-        "VALUES (%s, 'restart-test', 1, 'u')",
+        "INSERT INTO comments_by_user (user_id, published_at, comment_id, event_id, position) "
+        "VALUES ('restart-test', '2026-01-01 00:00:00+0000', %s, 'restart-event', 1)",
         (marker,),
     )
     cluster.shutdown()
@@ -153,7 +153,9 @@ def test_down_then_up_keeps_topics_rows_offsets_and_schemas(settings: Settings) 
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
     session = cluster.connect(settings.cassandra_keyspace)
     row = session.execute(
-        "SELECT event_id FROM comment_locations WHERE comment_id = %s", (marker,)
+        "SELECT event_id FROM comments_by_user WHERE user_id = 'restart-test' "
+        "AND published_at = '2026-01-01 00:00:00+0000' AND comment_id = %s",
+        (marker,),
     ).one()
     cluster.shutdown()
-    assert row is not None and row.event_id == "restart-test"
+    assert row is not None and row.event_id == "restart-event"
