@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_parsers(sub)
 
     sub.add_parser("smoke", help="round-trip one comment through Kafka, Cassandra, Redis")
-    sub.add_parser("demo", help="the system with a demo load (today: the smoke round trip)")
+    demo = sub.add_parser("demo", help="the pipeline with a synthetic crowd and a dashboard")
+    demo.add_argument("--rate", type=float, default=200.0, help="comments per second")
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     return p
 
 
@@ -68,10 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deploy.worker import run as run_worker
 
             return run_worker(settings, args.index, args.loglevel)
-        if args.command in ("smoke", "demo"):
+        if args.command == "smoke":
             from deploy.smoke import run
 
             return run(settings)
+        if args.command == "demo":
+            from deploy.demo import run as run_demo
+
+            return run_demo(settings, rate=args.rate, workers=args.workers, seconds=args.seconds)
     except StackError as e:
         sys.stderr.write(f"error: {e.component}: {e.message}\n")
         if e.log_tail:

@@ -9,64 +9,22 @@ The raw confluent-kafka produce rate is measured in the same run, for the ratio.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
-import threading
 import time
 import uuid
 from typing import Any
 
 import httpx
-from redis import Redis
 
-from connectors.redis_streams import stream_key
 from deploy.settings import Settings
 from perf.audit import audit
 from perf.bench_kafka import ensure_topic, produce_rate
+from perf.follower import Follower
 from perf.load import comments as make_comments
 from perf.load import make_events, produce
 from perf.processes import start_worker, wait_assigned, wait_events_known
 from schemas.codec import AvroCodec
-
-
-class Follower(threading.Thread):
-    """Reads the events' streams from their current end; records arrival per comment."""
-
-    def __init__(self, settings: Settings, events: list[str]) -> None:
-        super().__init__(daemon=True)
-        self._redis = Redis.from_url(settings.redis_address)
-        self._streams: dict[Any, Any] = {}
-        for e in events:
-            top: Any = self._redis.xrevrange(stream_key(e), count=1)
-            self._streams[stream_key(e)] = top[0][0].decode() if top else "0-0"
-        self.arrivals: dict[str, tuple[float, int]] = {}  # comment_id → (arrival s, submitted ms)
-        self._stop_event = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            reply: Any = self._redis.xread(self._streams, count=5000, block=200)
-            now = time.time()
-            for key, entries in reply or []:
-                for entry_id, fields in entries:
-                    self._streams[key.decode()] = entry_id.decode()
-                    if fields.get(b"type") == b"comment":
-                        data = json.loads(fields[b"data"])
-                        self.arrivals.setdefault(data["comment_id"], (now, data["submitted_at"]))
-
-    def wait_for(self, ids: set[str], timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if ids <= self.arrivals.keys():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(5)
-        self._redis.close()
 
 
 def _percentile(values: list[float], q: float) -> float:

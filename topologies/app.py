@@ -64,6 +64,8 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         producer_acks=-1,
         broker_max_poll_records=settings.max_poll_records,
+        # A new group (first deployment) starts from the beginning of every topic.
+        consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=(
             f"{settings.app_id}-worker-{worker_index}"
             if settings.worker_static_membership
@@ -250,6 +252,9 @@ class Runtime:
         assert self.codec and self.store and self.streams
         t0 = time.perf_counter()
         M.batch_size.observe(len(events))
+        wall = time.time()
+        for e in events:
+            M.record_age_seconds.observe(max(0.0, wall - e.message.timestamp))
         M.records_in.labels("decode").inc(len(events))
         items = await self._decode_all(events)
         last_event = {e.message.partition: e for e in events}
@@ -278,10 +283,10 @@ class Runtime:
         M.stage_latency.labels("moderate").observe(plan.moderation_s)
         await self._resolve_unknown_previous(plan)
 
-        t2 = time.perf_counter()
-        await self._produce(plan)
-        t3 = time.perf_counter()
-        M.stage_latency.labels("publish").observe(t3 - t2)
+        async def publish() -> None:
+            ts = time.perf_counter()
+            await self._produce(plan)
+            M.stage_latency.labels("publish").observe(time.perf_counter() - ts)
 
         async def persist() -> None:
             assert self.store
@@ -301,8 +306,12 @@ class Runtime:
             for c in plan.published:
                 M.submit_to_live_seconds.observe(max(0.0, live_ms - c.submitted_at) / 1000)
 
+        # The three tiers are written at once; the batch is acknowledged when all three
+        # have it, so their order does not matter (each write is idempotent).
         if plan.published:
-            await asyncio.gather(persist(), fanout())
+            await asyncio.gather(publish(), persist(), fanout())
+        else:
+            await publish()
 
         # State last: if we crash before this, the replay recomputes the same state.
         for key, history in plan.histories.items():

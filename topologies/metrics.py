@@ -29,6 +29,11 @@ batch_size = Histogram(
     "records per batch taken from Kafka",
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000),
 )
+record_age_seconds = Histogram(
+    "pipeline_record_age_seconds",
+    "how old a record is (Kafka timestamp) when its batch starts processing",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 dead_letters = Counter(
     "pipeline_dead_letters_total", "records sent to comments.rejected", ["reason"]
 )

@@ -189,7 +189,9 @@ def down(settings: Settings, purge: bool = False, out: TextIO = sys.stdout) -> N
     else:
         out.write("external stack: nothing to stop\n")
     if purge and settings.stack == "local":
-        for name in NAMES:
+        # Workers' local tables are caches of Kafka changelogs: with Kafka's data gone they
+        # must go too (Faust refuses a store ahead of its changelog).
+        for name in (*NAMES, "workers", "logs"):
             shutil.rmtree(settings.state_path / name, ignore_errors=True)
         out.write(f"  purged data under {settings.state_path} (kept lib/)\n")
 

@@ -1,0 +1,58 @@
+"""A reader of events' Redis streams, as a viewer-side probe: when did each comment arrive?"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from redis import Redis
+
+from connectors.redis_streams import stream_key
+from deploy.settings import Settings
+
+
+class Follower(threading.Thread):
+    """Reads the events' streams from their current end; records arrival per comment."""
+
+    def __init__(self, settings: Settings, events: list[str]) -> None:
+        super().__init__(daemon=True)
+        self._redis = Redis.from_url(settings.redis_address)
+        self._streams: dict[Any, Any] = {}
+        for e in events:
+            top: Any = self._redis.xrevrange(stream_key(e), count=1)
+            self._streams[stream_key(e)] = top[0][0].decode() if top else "0-0"
+        self.arrivals: dict[str, tuple[float, int]] = {}
+        self.counts: Counter[str] = (
+            Counter()
+        )  # event_id → comments seen  # comment_id → (arrival s, submitted ms)
+        self._stop_event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            reply: Any = self._redis.xread(self._streams, count=5000, block=200)
+            now = time.time()
+            for key, entries in reply or []:
+                for entry_id, fields in entries:
+                    self._streams[key.decode()] = entry_id.decode()
+                    if fields.get(b"type") == b"comment":
+                        data = json.loads(fields[b"data"])
+                        if data["comment_id"] not in self.arrivals:
+                            self.arrivals[data["comment_id"]] = (now, data["submitted_at"])
+                            self.counts[data["event_id"]] += 1
+
+    def wait_for(self, ids: set[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ids <= self.arrivals.keys():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+        self._redis.close()
