@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, description="largest batch a worker takes from a partition")
     batch_within_s: float = Field(0.01, description="longest a worker waits to fill a batch")
     max_poll_records: int = Field(1000, description="Kafka records fetched per poll")
+    fetch_max_wait_ms: int = Field(
+        20, description="longest the broker holds a worker's fetch when there is no data"
+    )
     analytics_lateness_ms: int = Field(2000, description="how late a record may join its window")
 
     comment_max_chars: int = Field(500, description="longest comment text accepted")
