@@ -112,8 +112,8 @@ class CommentStore:
             f"INSERT INTO {ks}.comment_buckets_by_event (event_id, bucket) VALUES (?, ?)"
         )
         self._insert_by_user = s.prepare(
-            f"INSERT INTO {ks}.comments_by_user (user_id, published_at, comment_id, event_id, "
-            "position, text) VALUES (?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO {ks}.comments_by_user (user_id, submitted_at, comment_id, event_id, "
+            "position, text, published_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
         )
         self._mark_removed = s.prepare(
             f"UPDATE {ks}.comments_by_event SET removed = true, removed_reason = ?, removed_at = ? "
@@ -207,11 +207,18 @@ class CommentStore:
                     )
                 statements.append((batch, None))
         for c in comments:
-            published_at = _ts(c.published_at)
             statements.append(
                 (
                     self._insert_by_user,
-                    (c.user_id, published_at, c.comment_id, c.event_id, c.position, c.text),
+                    (
+                        c.user_id,
+                        _ts(c.submitted_at),
+                        c.comment_id,
+                        c.event_id,
+                        c.position,
+                        c.text,
+                        _ts(c.published_at),
+                    ),
                 )
             )
         await self._execute_all(statements)

@@ -1,6 +1,6 @@
 """The live tier: one Redis stream per event, ``event:{event_id}:comments``.
 
-Entry ids are derived from positions (``{position}-1``), so a retried write of the same
+Entry ids are derived from positions (``{position + 1}-0``), so a retried write of the same
 comment is refused by Redis as "not greater than the top" and counts as done: the write
 is idempotent without any read. Retractions get ``{top}-*`` (the sequence after the
 current top), so they sit after everything already delivered. Streams are capped with
@@ -54,7 +54,15 @@ def meta_key(event_id: str) -> str:
 
 
 def entry_id(position: int) -> str:
-    return f"{position}-1"
+    """A comment's stream id. ``{position + 1}-0``: retractions and epoch markers take
+    ``{top}-{n}`` after the top, and on an empty stream that is ``0-1``, which must stay
+    below the id of a comment at position 0."""
+    return f"{position + 1}-0"
+
+
+def position_of(stream_id: str) -> int:
+    """The position a comment entry id stands for (inverse of :func:`entry_id`)."""
+    return int(stream_id.split("-", 1)[0]) - 1
 
 
 def comment_json(c: CommentPublished) -> str:
@@ -137,9 +145,11 @@ class LiveStreams:
         """Append comments (in position order per event); returns how many were new."""
         if not comments:
             return 0
-        await self._retrying("verify", self._verify_lost_history_for(comments))
+        verify = self._verify_lost_history_for(comments)
 
         async def write() -> int:
+            # Every attempt checks first: Redis may have restarted empty during the last.
+            await verify()
             pipe = self._redis.pipeline(transaction=False)
             for c in comments:
                 pipe.xadd(
@@ -181,16 +191,17 @@ class LiveStreams:
             for event_id in {c.event_id for c in comments} & self._verify:
                 expected = self._written.get(event_id)
                 top: Any = await self._redis.xrevrange(stream_key(event_id), count=1)
-                top_pos = int(top[0][0].decode().split("-")[0]) if top else -1
-                if expected is not None and top_pos < expected:
-                    await self._record_epoch(event_id, lost_after=top_pos, expected=expected)
+                top_ms = int(top[0][0].decode().split("-")[0]) if top else 0
+                if expected is not None and top_ms < int(entry_id(expected).split("-")[0]):
+                    await self._record_epoch(event_id, top_ms=top_ms, expected=expected)
                 self._verify.discard(event_id)
 
         return verify
 
-    async def _record_epoch(self, event_id: str, *, lost_after: int, expected: int) -> None:
+    async def _record_epoch(self, event_id: str, *, top_ms: int, expected: int) -> None:
         epoch = int(time.time() * 1000)
         self.epoch_changes += 1
+        lost_after = top_ms - 1  # the last position still there (-1: nothing)
         log.warning(
             "redis lost history of %s: top at %s, %s was written; new live-tier epoch %s",
             event_id,
@@ -204,7 +215,7 @@ class LiveStreams:
         pipe.xadd(
             stream_key(event_id),
             {"type": "epoch", "data": data},
-            id=f"{max(lost_after, 0)}-*" if lost_after >= 0 else "0-*",
+            id=f"{top_ms}-*",
         )
         await pipe.execute()
 

@@ -59,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = load()
+    try:
+        settings = load()
+    except ValueError as e:  # pydantic's ValidationError: a LIVECOMMENTS_* value is wrong
+        sys.stderr.write(f"error: settings: {e}\n")
+        return 2
     try:
         if args.command == "stack":
             return _stack(settings, args)

@@ -99,13 +99,13 @@ def run(settings: Settings, out: TextIO = sys.stdout) -> int:
         try:
             session = cluster.connect(settings.cassandra_keyspace)
             session.execute(
-                "INSERT INTO comments_by_user (user_id, published_at, comment_id, event_id, "
+                "INSERT INTO comments_by_user (user_id, submitted_at, comment_id, event_id, "
                 "position) VALUES (%s, %s, %s, %s, %s) USING TTL 3600",
                 (comment.user_id, published, comment.comment_id, comment.event_id, delivered[0][1]),
             )
             row = session.execute(
                 "SELECT event_id FROM comments_by_user "
-                "WHERE user_id = %s AND published_at = %s AND comment_id = %s",
+                "WHERE user_id = %s AND submitted_at = %s AND comment_id = %s",
                 (comment.user_id, published, comment.comment_id),
             ).one()
         finally:

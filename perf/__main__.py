@@ -32,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     from deploy.stack import launcher
+    from deploy.stack.errors import StackError
 
-    launcher.up(settings, out=io.StringIO())
+    try:
+        launcher.up(settings, out=io.StringIO())
+    except StackError as e:
+        sys.stderr.write(f"error: {e.component}: {e.message}\n{e.log_tail}\n")
+        return 1
     result: dict[str, Any]
     if args.name == "kafka-baseline":
         from perf.bench_kafka import run as run_kafka

@@ -82,6 +82,8 @@ def wait_assigned(
     while time.monotonic() < deadline:
         owned: set[str] = set()
         ready = True
+        # Every worker must own something: the union alone can be complete while one of
+        # them has not joined yet (and a kill test would then kill an idle worker).
         for w in workers:
             if w.proc.poll() is not None:
                 raise RuntimeError(f"worker {w.index} exited; see {w.log}")
@@ -90,8 +92,10 @@ def wait_assigned(
                 ready = False
                 break
             assigned = h.get("assigned")
-            if isinstance(assigned, list):
-                owned.update(str(a) for a in assigned)
+            if not isinstance(assigned, list) or (len(workers) <= partitions and not assigned):
+                ready = False
+                break
+            owned.update(str(a) for a in assigned)
         if ready and len(owned) >= partitions:
             return
         time.sleep(0.5)
@@ -109,3 +113,16 @@ def wait_events_known(
             return
         time.sleep(0.2)
     raise TimeoutError(f"workers did not learn {at_least} events in {timeout_s}s")
+
+
+def wait_users_known(
+    settings: Settings, workers: list[Worker], at_least: int, timeout_s: float = 30.0
+) -> None:
+    """Until every worker's global state holds ``at_least`` user profiles."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = [int(str((w.health(settings) or {}).get("users", 0))) for w in workers]
+        if all(c >= at_least for c in counts):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"workers did not learn {at_least} users in {timeout_s}s")

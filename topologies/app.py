@@ -51,6 +51,8 @@ from topologies.stages.validate import Limits, Post
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call otherwise
 
+_STATE_LAG_REASONS = frozenset({"unknown_event", "event_not_live"})
+
 Event = Any  # faust.types.EventT: Faust's generics do not type-check usefully
 
 
@@ -140,17 +142,20 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
     async def comments(stream: Any) -> None:
         await rt.started()
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-            await rt.process(events, histories, heads, epochs)
+            await until_done("comments", rt.process, events, histories, heads, epochs)
 
     @app.agent(retracted, concurrency=1)
     async def retractions(stream: Any) -> None:
         await rt.started()
         async for events in stream.take_events(100, within=0.05):
-            await rt.retract(events)
+            await until_done("retractions", rt.retract, events)
 
     @app.timer(1.0)
     async def close_windows() -> None:
-        await rt.flush_analytics()
+        try:
+            await rt.flush_analytics()
+        except Exception:  # a lost window must not take the worker down
+            log.exception("sending analytics windows failed")
 
     @app.timer(5.0)
     async def report_lag() -> None:
@@ -180,6 +185,28 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
 
     app.livecomments_runtime = rt  # type: ignore[attr-defined]
     return app
+
+
+async def until_done(name: str, fn: Any, *args: Any) -> None:
+    """Run one batch to completion, retrying in place; never let the batch be skipped.
+
+    Faust acknowledges a ``take_events`` batch in a ``finally``: if the agent raised, the
+    batch would count as processed and its offsets be committed. Every step of a batch is
+    idempotent, so running it again after any error is safe; only cancellation (worker
+    shutdown or rebalance) leaves, and then nothing was acknowledged by us.
+    """
+    delay = 0.1
+    while True:
+        try:
+            await fn(*args)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: batch failed; retrying it in %.1fs", name, delay)
+            M.batch_retries.labels(name).inc()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 @contextlib.contextmanager
@@ -268,6 +295,11 @@ class Runtime:
             return Incoming(msg.topic, msg.partition, msg.offset, raw, comment)
         except CodecError as e:
             return Incoming(msg.topic, msg.partition, msg.offset, raw, None, e.code, str(e))
+        except RegistryError as e:
+            if e.code == "registry_unreachable":
+                raise  # transient: _decode_all waits for the registry
+            # The registry answered, and not with a schema: this record is poison.
+            return Incoming(msg.topic, msg.partition, msg.offset, raw, None, e.code, str(e))
 
     async def process(
         self,
@@ -297,15 +329,24 @@ class Runtime:
         batch_epochs = {p: partition_epoch(p) for p in last_event}
         now_ms = int(time.time() * 1000)
         t1 = time.perf_counter()
-        plan = self.processor.plan(
-            items,
-            events=self.state.event,
-            users=self.state.user,
-            history=lambda k: tuple(Post(*p) for p in histories.get(k) or ()),
-            heads=lambda e: tuple(heads.get(e) or ()),
-            epochs=batch_epochs.__getitem__,
-            now_ms=now_ms,
-        )
+
+        def make_plan() -> BatchPlan:
+            return self.processor.plan(
+                items,
+                events=self.state.event,
+                users=self.state.user,
+                history=lambda k: tuple(Post(*p) for p in histories.get(k) or ()),
+                heads=lambda e: tuple(heads.get(e) or ()),
+                epochs=batch_epochs.__getitem__,
+                now_ms=now_ms,
+            )
+
+        plan = make_plan()
+        # The event may have been created (or set live) a moment ago and this worker not
+        # have read it yet: catch up with the state topics once, then judge again.
+        lagging = any(r.reason in _STATE_LAG_REASONS for r in plan.rejected)
+        if lagging and await self.state.sync():
+            plan = make_plan()
         M.stage_latency.labels("validate").observe(time.perf_counter() - t1 - plan.moderation_s)
         M.stage_latency.labels("moderate").observe(plan.moderation_s)
         await self._resolve_unknown_previous(plan)

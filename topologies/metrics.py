@@ -34,6 +34,9 @@ record_age_seconds = Histogram(
     "how old a record is (Kafka timestamp) when its batch starts processing",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+batch_retries = Counter(
+    "pipeline_batch_retries_total", "batches that failed and were run again", ["agent"]
+)
 dead_letters = Counter(
     "pipeline_dead_letters_total", "records sent to comments.rejected", ["reason"]
 )

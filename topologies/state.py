@@ -59,6 +59,16 @@ class GlobalState:
             raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._follow(consumer, ends), name="global-state")
+        self._task.add_done_callback(self._follower_done)
+
+    def _follower_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Without its state a worker would judge comments on stale settings: stop
+            # loudly, the supervisor (or the operator) restarts it.
+            log.critical("global state reader died: %r", task.exception())
+            import os
+
+            os._exit(70)
 
     @staticmethod
     def _partitions(settings: Settings) -> list[TopicPartition]:
@@ -74,6 +84,26 @@ class GlobalState:
         if not partitions:
             raise RuntimeError(f"topics {EVENTS_SETTINGS} and {USERS_PROFILES} not found")
         return partitions
+
+    async def sync(self, timeout_s: float = 5.0) -> bool:
+        """Wait until everything written to the state topics until now is applied.
+
+        For a comment naming an event this worker does not know (yet): the event may
+        have been created a moment ago. Returns False if the deadline passed first.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            positions = [await consumer.position(tp) for tp in partitions]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, partitions, strict=True)):
+                await asyncio.sleep(0)  # let the follower apply what it fetched last
+                return True
+            await asyncio.sleep(0.02)
+        return False
 
     async def stop(self) -> None:
         if self._task:

@@ -12,11 +12,13 @@ Three backends, chosen by ``LIVECOMMENTS_STACK``:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
@@ -60,8 +62,25 @@ class Progress:
             self._out.flush()
 
 
+@contextlib.contextmanager
+def _exclusive(settings: Settings) -> Iterator[None]:
+    """One `up` or `down` at a time per state dir (two at once would fight over pid files)."""
+    settings.state_path.mkdir(parents=True, exist_ok=True)
+    with (settings.state_path / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def up(settings: Settings, out: TextIO = sys.stdout) -> list[ComponentStatus]:
     """Bring the stack up (or find it up), bootstrap it, and return its status."""
+    with _exclusive(settings):
+        return _up(settings, out)
+
+
+def _up(settings: Settings, out: TextIO) -> list[ComponentStatus]:
     from deploy.stack import bootstrap
 
     progress = Progress(out)
@@ -173,6 +192,11 @@ def _wait_external(settings: Settings, progress: Progress) -> None:
 
 
 def down(settings: Settings, purge: bool = False, out: TextIO = sys.stdout) -> None:
+    with _exclusive(settings):
+        _down(settings, purge, out)
+
+
+def _down(settings: Settings, purge: bool, out: TextIO) -> None:
     if settings.stack == "containers":
         from deploy.stack import containers
 

@@ -32,12 +32,13 @@ class ManagedProcess:
         except (FileNotFoundError, ValueError):
             return None
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             self.pid_file.unlink(missing_ok=True)
             return None
-        if self.marker.encode() not in cmdline or state == "Z":
+        # A whole argument, not a substring: `.stack` must not match `.stack-ci`.
+        if self.marker.encode() not in args or state == "Z":
             self.pid_file.unlink(missing_ok=True)
             return None
         return pid
@@ -82,7 +83,8 @@ class ManagedProcess:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while pid_alive(pid):
+            deadline = time.monotonic() + 10
+            while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True

@@ -19,7 +19,13 @@ from connectors.topics import COMMENTS_REJECTED
 from deploy.settings import Settings
 from perf.audit import audit, wait_until_persisted
 from perf.load import comments, make_events, produce
-from perf.processes import Worker, start_worker, wait_assigned, wait_events_known
+from perf.processes import (
+    Worker,
+    start_worker,
+    wait_assigned,
+    wait_events_known,
+    wait_users_known,
+)
 from schemas.codec import AvroCodec
 from schemas.records import CommentRejected, CommentSubmitted, UserProfile
 
@@ -126,13 +132,14 @@ def test_poison_and_invalid_comments_are_dead_lettered_and_the_rest_flows(
     prefix = _prefix()
     events = make_events(settings, codec, 2, prefix)
     banned = f"{prefix}-banned"
+    users_before = min(int(str((w.health(settings) or {}).get("users", 0))) for w in workers)
     StateWriter(settings, codec).put_user(
         UserProfile(
             user_id=banned, display_name="Banned", banned=True, updated_at=int(time.time() * 1000)
         )
     )
     wait_events_known(settings, workers, 2)
-    time.sleep(0.5)  # the profile travels the same way as the events, just after them
+    wait_users_known(settings, workers, users_before + 1)
     before = _rejected_ends(settings)
 
     now = int(time.time() * 1000)

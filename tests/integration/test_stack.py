@@ -113,7 +113,7 @@ def test_down_then_up_keeps_topics_rows_offsets_and_schemas(settings: Settings) 
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
     session = cluster.connect(settings.cassandra_keyspace)
     session.execute(
-        "INSERT INTO comments_by_user (user_id, published_at, comment_id, event_id, position) "
+        "INSERT INTO comments_by_user (user_id, submitted_at, comment_id, event_id, position) "
         "VALUES ('restart-test', '2026-01-01 00:00:00+0000', %s, 'restart-event', 1)",
         (marker,),
     )
@@ -154,7 +154,7 @@ def test_down_then_up_keeps_topics_rows_offsets_and_schemas(settings: Settings) 
     session = cluster.connect(settings.cassandra_keyspace)
     row = session.execute(
         "SELECT event_id FROM comments_by_user WHERE user_id = 'restart-test' "
-        "AND published_at = '2026-01-01 00:00:00+0000' AND comment_id = %s",
+        "AND submitted_at = '2026-01-01 00:00:00+0000' AND comment_id = %s",
         (marker,),
     ).one()
     cluster.shutdown()
