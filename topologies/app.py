@@ -237,6 +237,7 @@ class Runtime:
             ),
         )
         self.windows = Windows(lateness_ms=settings.analytics_lateness_ms)
+        self._counted: dict[int, int] = {}  # partition → last offset counted in windows
         self._ready: asyncio.Event | None = None
         self._starting: asyncio.Task[None] | None = None
         self.codec: AvroCodec | None = None
@@ -390,6 +391,10 @@ class Runtime:
                 heads[event_id] = list(positions)
 
         for o in plan.outcomes:
+            # A rebalance re-delivers what was not committed: count each offset once.
+            if o.offset <= self._counted.get(o.partition, -1):
+                continue
+            self._counted[o.partition] = o.offset
             self.windows.add(o.event_id, o.at_ms, o.user_id, o.language, o.outcome)
         for m in plan.moderated:
             M.observe_moderation_latency(max(0, m.moderated_at - m.submitted_at) / 1000)

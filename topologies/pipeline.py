@@ -59,6 +59,8 @@ class Outcome:
     user_id: str
     language: str | None
     outcome: str  # APPROVE | HOLD_FOR_REVIEW | BLOCK | REJECTED
+    partition: int = -1
+    offset: int = -1
 
 
 @dataclass(slots=True)
@@ -130,7 +132,15 @@ class CommentProcessor:
                     )
                 )
                 plan.outcomes.append(
-                    Outcome(comment.event_id, comment.submitted_at, comment.user_id, None, REJECTED)
+                    Outcome(
+                        comment.event_id,
+                        comment.submitted_at,
+                        comment.user_id,
+                        None,
+                        REJECTED,
+                        item.partition,
+                        item.offset,
+                    )
                 )
                 continue
             assert event is not None  # validate rejects unknown events
@@ -173,6 +183,8 @@ class CommentProcessor:
                     comment.user_id,
                     assessment.language,
                     decision.value,
+                    item.partition,
+                    item.offset,
                 )
             )
             if decision is not Decision.APPROVE:

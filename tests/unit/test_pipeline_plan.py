@@ -463,12 +463,12 @@ def test_outcomes_cover_every_decoded_comment() -> None:
     plan = _Stack().plan(batch)
     expected = Counter(
         [
-            Outcome("evt-1", T0 + 1, "u-ada", None, "APPROVE"),
-            Outcome("evt-1", T0 + 2, "u-bob", None, "HOLD_FOR_REVIEW"),
-            Outcome("evt-1", T0 + 3, "u-ada", None, "BLOCK"),
-            Outcome("evt-1", T0 + 4, "u-eve", None, REJECTED),
-            Outcome("evt-nowhere", T0 + 6, "u-ada", None, REJECTED),
-            Outcome("evt-2", T0 + 7, "u-bob", None, "APPROVE"),
+            Outcome("evt-1", T0 + 1, "u-ada", None, "APPROVE", 3, 1),
+            Outcome("evt-1", T0 + 2, "u-bob", None, "HOLD_FOR_REVIEW", 3, 2),
+            Outcome("evt-1", T0 + 3, "u-ada", None, "BLOCK", 3, 3),
+            Outcome("evt-1", T0 + 4, "u-eve", None, REJECTED, 3, 4),
+            Outcome("evt-nowhere", T0 + 6, "u-ada", None, REJECTED, 3, 6),
+            Outcome("evt-2", T0 + 7, "u-bob", None, "APPROVE", 3, 7),
         ]
     )
     assert Counter(plan.outcomes) == expected
