@@ -92,9 +92,9 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
         broker_max_poll_records=settings.max_poll_records,
         # A new group (first deployment) starts from the beginning of every topic.
         consumer_auto_offset_reset="earliest",
-        # Tables are small and rebuilt from their changelogs in seconds: standby copies on
-        # the other workers would only double the changelog reading.
-        table_standby_replicas=0,
+        # Standby copies (Faust's default, 1) stay: without them a worker taking over a
+        # dead one's partitions must recover its tables from scratch, and that recovery
+        # stalled in the kill -9 drill (partition never processed again).
         consumer_group_instance_id=(
             f"{settings.app_id}-worker-{worker_index}"
             if settings.worker_static_membership
