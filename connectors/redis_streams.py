@@ -95,10 +95,7 @@ class LiveStreams:
             settings.redis_address,
             socket_timeout=10,
             health_check_interval=10,
-            redis_connect_func=self._on_connect,
         )
-        # Set by every new connection: the server may have restarted since the last write.
-        self._reconnected = True
         self._maxlen = settings.redis_stream_maxlen
         self._retry_max_s = retry_max_s
         # Last position this process wrote per event: the yardstick for noticing that
@@ -111,10 +108,6 @@ class LiveStreams:
 
     async def close(self) -> None:
         await self._redis.aclose()
-
-    async def _on_connect(self, connection: Any) -> None:
-        await connection.on_connect()
-        self._reconnected = True
 
     async def _check_server(self) -> None:
         """A new Redis run id means a restart: verify every stream we know before writing."""
@@ -181,11 +174,9 @@ class LiveStreams:
 
     def _verify_lost_history_for(self, comments: Sequence[CommentPublished]) -> Any:
         async def verify() -> None:
-            # A restart between two batches shows as a new connection (the client
-            # reconnects silently): only then ask for the server's run id.
-            if self._reconnected:
-                self._reconnected = False
-                await self._check_server()
+            # One INFO per batch: a restart between two batches must not go unnoticed (the
+            # client reconnects silently, and a worker that was idle saw no error).
+            await self._check_server()
             if not self._verify:
                 return
             for event_id in {c.event_id for c in comments} & self._verify:

@@ -238,6 +238,8 @@ class Runtime:
         )
         self.windows = Windows(lateness_ms=settings.analytics_lateness_ms)
         self._counted: dict[int, int] = {}  # partition → last offset counted in windows
+        self._next_offset: dict[int, int] = {}  # partition → offset expected next
+        self._heads_checked: dict[int, set[str]] = {}  # events whose heads are verified
         self._ready: asyncio.Event | None = None
         self._starting: asyncio.Task[None] | None = None
         self.codec: AvroCodec | None = None
@@ -328,6 +330,7 @@ class Runtime:
             return epoch
 
         batch_epochs = {p: partition_epoch(p) for p in last_event}
+        known_heads = await self._heads_after_discontinuity(items)
         now_ms = int(time.time() * 1000)
         t1 = time.perf_counter()
 
@@ -337,7 +340,7 @@ class Runtime:
                 events=self.state.event,
                 users=self.state.user,
                 history=lambda k: tuple(Post(*p) for p in histories.get(k) or ()),
-                heads=lambda e: tuple(heads.get(e) or ()),
+                heads=lambda e: known_heads[e] if e in known_heads else tuple(heads.get(e) or ()),
                 epochs=batch_epochs.__getitem__,
                 now_ms=now_ms,
             )
@@ -404,6 +407,38 @@ class Runtime:
             M.records_out.labels(r.stage, "rejected").inc()
         M.records_out.labels("publish", "published").inc(len(plan.published))
         M.stage_latency.labels("batch").observe(time.perf_counter() - t0)
+
+    async def _heads_after_discontinuity(self, items: list[Incoming]) -> dict[str, tuple[int, ...]]:
+        """Heads from Cassandra for events of partitions that did not continue where we left.
+
+        Faust commits offsets before the table changelog it wrote is flushed, so after a
+        takeover or a replay the ``event-heads`` table can be older than the offsets, and
+        previous_position would skip comments. Cassandra holds every comment written
+        before the replay point, so "the event's last comment before this one" is exact
+        there; it is asked once per event per discontinuity.
+        """
+        assert self.store
+        first: dict[str, Incoming] = {}
+        span: dict[int, tuple[int, int]] = {}
+        for item in items:
+            lo, hi = span.get(item.partition, (item.offset, item.offset))
+            span[item.partition] = (min(lo, item.offset), max(hi, item.offset))
+            if item.comment is not None and item.comment.event_id not in first:
+                first[item.comment.event_id] = item
+        for partition, (lo, _) in span.items():
+            if self._next_offset.get(partition) != lo:
+                self._heads_checked[partition] = set()
+        result: dict[str, tuple[int, ...]] = {}
+        for event_id, item in first.items():
+            checked = self._heads_checked.setdefault(item.partition, set())
+            if event_id in checked:
+                continue
+            previous = await self.store.previous_position(event_id, item.offset)
+            result[event_id] = () if previous is None else (previous,)
+            checked.add(event_id)
+        for partition, (_, hi) in span.items():
+            self._next_offset[partition] = hi + 1
+        return result
 
     async def _decode_all(self, events: Sequence[Event]) -> list[Incoming]:
         delay = 0.1
