@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.settings import Settings
+from perf.processes import Worker, start_worker, wait_assigned
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryError
 from schemas.registry import RegistryClient
@@ -61,3 +62,23 @@ def schema_codec(settings: Settings, registry_client: RegistryClient, run_prefix
     codec = AvroCodec(settings, registry=registry_client, topic_prefix=run_prefix)
     codec.register_all()
     return codec
+
+
+@pytest.fixture(scope="module")
+def codec(settings: Settings) -> Iterator[AvroCodec]:
+    """A codec on the real registry with every schema registered (topic names unprefixed)."""
+    with AvroCodec(settings) as c:
+        c.register_all()
+        yield c
+
+
+@pytest.fixture()
+def workers(settings: Settings) -> Iterator[list[Worker]]:
+    """Two real worker processes owning every partition; stopped after the test."""
+    started = [start_worker(settings, i) for i in range(2)]
+    try:
+        wait_assigned(settings, started, settings.partitions_comments)
+        yield started
+    finally:
+        for w in started:
+            w.stop()

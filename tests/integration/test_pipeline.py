@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka_admin import admin_client
@@ -21,31 +19,11 @@ from perf.audit import audit, wait_until_persisted
 from perf.load import comments, make_events, produce
 from perf.processes import (
     Worker,
-    start_worker,
-    wait_assigned,
     wait_events_known,
     wait_users_known,
 )
 from schemas.codec import AvroCodec
 from schemas.records import CommentRejected, CommentSubmitted, UserProfile
-
-
-@pytest.fixture(scope="module")
-def codec(settings: Settings) -> Iterator[AvroCodec]:
-    with AvroCodec(settings) as c:
-        c.register_all()
-        yield c
-
-
-@pytest.fixture()
-def workers(settings: Settings) -> Iterator[list[Worker]]:
-    started = [start_worker(settings, i) for i in range(2)]
-    try:
-        wait_assigned(settings, started, settings.partitions_comments)
-        yield started
-    finally:
-        for w in started:
-            w.stop()
 
 
 def _prefix() -> str:

@@ -30,13 +30,6 @@ from perf.processes import Worker, start_worker, wait_assigned, wait_events_know
 from schemas.codec import AvroCodec
 
 
-@pytest.fixture(scope="module")
-def codec(settings: Settings) -> Iterator[AvroCodec]:
-    with AvroCodec(settings) as c:
-        c.register_all()
-        yield c
-
-
 @pytest.fixture()
 def workers(settings: Settings) -> Iterator[list[Worker]]:
     started = [start_worker(settings, i) for i in range(2)]

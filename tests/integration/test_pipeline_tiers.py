@@ -26,13 +26,6 @@ from schemas.records import AnalyticsEvent, CommentRetracted, RetractionScope
 
 
 @pytest.fixture(scope="module")
-def codec(settings: Settings) -> Iterator[AvroCodec]:
-    with AvroCodec(settings) as c:
-        c.register_all()
-        yield c
-
-
-@pytest.fixture(scope="module")
 def worker(settings: Settings) -> Iterator[Worker]:
     w = start_worker(settings, 0)
     try:
