@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka_admin import admin_client
