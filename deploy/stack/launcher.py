@@ -255,7 +255,7 @@ def status(settings: Settings) -> list[ComponentStatus]:
         "registry": probes.registry_ready(settings),
     }
     versions = {
-        "kafka": None,
+        "kafka": probes.kafka_version(settings.bootstrap_servers),
         "cassandra": probes.cassandra_version(settings),
         "redis": probes.redis_version(settings),
         "registry": probes.registry_version(settings),

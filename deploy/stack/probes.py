@@ -35,6 +35,25 @@ def kafka_ready(bootstrap: str, timeout_s: float = 2.0) -> bool:
     return bool(md.brokers) and md.controller_id >= 0
 
 
+def kafka_version(bootstrap: str, timeout_s: float = 5.0) -> str | None:
+    """The broker's protocol version (``3.9-IV0`` → ``3.9``): what Kafka tells clients."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    try:
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _QUIET}
+        admin = AdminClient(conf)
+        brokers = admin.list_topics(timeout=timeout_s).brokers
+        if not brokers:
+            return None
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(next(iter(brokers))))
+        entries = admin.describe_configs([resource])[resource].result(timeout=timeout_s)
+    except Exception:
+        return None
+    entry = entries.get("inter.broker.protocol.version")
+    value = str(entry.value) if entry is not None and entry.value else ""
+    return value.split("-", 1)[0] or None
+
+
 def _cassandra_query(settings: Settings, cql: str, timeout_s: float = 3.0) -> list[object] | None:
     from cassandra.cluster import Cluster, NoHostAvailable
     from cassandra.policies import RoundRobinPolicy
