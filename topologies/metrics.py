@@ -12,8 +12,6 @@ from collections import deque
 
 from prometheus_client import Counter, Gauge, Histogram
 
-STAGES = ("decode", "validate", "moderate", "publish", "persist", "fanout", "retract")
-
 records_in = Counter("pipeline_records_in_total", "records taken by a stage", ["stage"])
 records_out = Counter(
     "pipeline_records_out_total", "records a stage passed on, by outcome", ["stage", "outcome"]

@@ -26,21 +26,19 @@ from deploy.stack.local import Cassandra
 from deploy.stack.local import Redis as RedisServer
 from perf.audit import wait_until_persisted
 from perf.load import LoadResult, comments, make_events, produce
-from perf.processes import Worker, start_worker, wait_assigned, wait_events_known
+from perf.processes import Worker, wait_events_known
 from schemas.codec import AvroCodec
 
 
-@pytest.fixture()
-def workers(settings: Settings) -> Iterator[list[Worker]]:
-    started = [start_worker(settings, i) for i in range(2)]
-    try:
-        wait_assigned(settings, started, settings.partitions_comments)
-        yield started
-    finally:
-        for w in started:
-            w.stop()
-        # Whatever a drill broke, the next test gets the whole stack back.
-        launcher.up(settings, out=io.StringIO())
+@pytest.fixture(autouse=True)
+def _stack_restored(settings: Settings) -> Iterator[None]:
+    """Whatever a drill broke, the next test gets the whole stack back.
+
+    Autouse, so it is set up before the shared ``workers`` fixture and torn down after
+    the workers stopped.
+    """
+    yield
+    launcher.up(settings, out=io.StringIO())
 
 
 class BackgroundLoad(threading.Thread):
