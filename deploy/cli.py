@@ -2,6 +2,7 @@
 
     livecomments stack up | down [--purge] | status [--json] | logs NAME [-n N] [-f]
     livecomments smoke          one comment through every real server and back
+    livecomments moderate       JSON lines {"text", "event_id"?} in, decisions out
 
 Every flag is also a setting (``LIVECOMMENTS_*``); see README's configuration table.
 """
@@ -54,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=200.0, help="comments per second")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    sub.add_parser(
+        "moderate",
+        help='moderate JSON lines {"text": …, "event_id"?: …} from stdin, one decision per line',
+    )
     return p
 
 
@@ -83,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deploy.demo import run as run_demo
 
             return run_demo(settings, rate=args.rate, workers=args.workers, seconds=args.seconds)
+        if args.command == "moderate":
+            from topologies.moderation.cli import run as run_moderate
+
+            return run_moderate(settings)
     except StackError as e:
         sys.stderr.write(f"error: {e.component}: {e.message}\n")
         if e.log_tail:

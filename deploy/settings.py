@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     posts_per_minute: int = Field(60, description="posts per user per minute")
     redis_stream_maxlen: int = Field(10_000, description="approximate length of an event's stream")
 
+    moderation_ml: bool = Field(
+        True,
+        description="run the moderation models (toxicity, spam, language); off: rules only",
+    )
+    moderation_models_dir: Path | None = Field(
+        None,
+        description="folder of the moderation models (default: the ones shipped in "
+        "topologies/moderation/models)",
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"

@@ -42,9 +42,9 @@ from schemas.codec import AvroCodec
 from schemas.errors import CodecError, RegistryError
 from schemas.records import CommentRetracted, CommentSubmitted
 from topologies import metrics as M
+from topologies.moderation.engine import build as build_engine
 from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
 from topologies.stages.analytics import Windows
-from topologies.stages.moderate import RulesEngine
 from topologies.stages.publish import UNKNOWN
 from topologies.stages.validate import Limits, Post
 
@@ -231,7 +231,7 @@ class Runtime:
         self.settings = settings
         self.app = app
         self.processor = CommentProcessor(
-            RulesEngine(),
+            build_engine(settings),
             Limits(
                 max_chars=settings.comment_max_chars, posts_per_minute=settings.posts_per_minute
             ),
@@ -388,7 +388,7 @@ class Runtime:
         # State last: if we crash before this, the replay recomputes the same state.
         for key, history in plan.histories.items():
             with _as_current(last_event[plan.partition_of[key]]):
-                histories[key] = [[p.offset, p.at_ms, p.comment_id] for p in history]
+                histories[key] = [[p.offset, p.at_ms, p.comment_id, p.fingerprint] for p in history]
         for event_id, positions in plan.heads.items():
             with _as_current(last_event[plan.partition_of[event_id]]):
                 heads[event_id] = list(positions)

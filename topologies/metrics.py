@@ -73,3 +73,16 @@ def refresh_moderation_p99() -> None:
     if _recent_moderation:
         ordered = sorted(_recent_moderation)
         moderation_latency_p99.set(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))])
+
+
+# Moderation fails closed: a model that did not load (or failed on a batch) holds the
+# comments it would have judged. Alert on `moderation_model_available == 0` or on a rising
+# `moderation_fail_closed_total`.
+moderation_model_available = Gauge(
+    "moderation_model_available", "1 if the moderation model loaded, 0 if not", ["model"]
+)
+moderation_fail_closed = Counter(
+    "moderation_fail_closed_total",
+    "comments held because a moderation model was unavailable or failed",
+    ["model"],
+)

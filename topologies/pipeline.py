@@ -22,8 +22,9 @@ from schemas.records import (
     LiveEvent,
     UserProfile,
 )
+from topologies.moderation.normalize import fingerprint
 from topologies.stages.enrich import enrich
-from topologies.stages.moderate import ModerationEngine, ModerationInput, decide
+from topologies.stages.moderate import ModerationEngine, ModerationInput, RecentPost, decide
 from topologies.stages.publish import UNKNOWN, advance, previous_for, publish
 from topologies.stages.validate import (
     HISTORY_KEPT,
@@ -101,6 +102,7 @@ class CommentProcessor:
     ) -> BatchPlan:
         plan = BatchPlan()
         accepted: list[tuple[Incoming, CommentSubmitted, LiveEvent, UserProfile | None]] = []
+        inputs: list[ModerationInput] = []
 
         for item in batch:
             comment = item.comment
@@ -144,22 +146,25 @@ class CommentProcessor:
                 )
                 continue
             assert event is not None  # validate rejects unknown events
+            print_ = fingerprint(verdict.comment.text)
             plan.histories[key] = remember(
                 past,
-                Post(item.offset, comment.submitted_at, comment.comment_id),
+                Post(item.offset, comment.submitted_at, comment.comment_id, print_),
                 # The rate limit needs a minute's posts: keep at least that many.
                 keep_max=max(HISTORY_KEPT, self.limits.posts_per_minute),
             )
             plan.partition_of[key] = item.partition
             accepted.append((item, verdict.comment, event, user))
+            recent = tuple(
+                RecentPost(p.at_ms, p.fingerprint) for p in past if p.offset < item.offset
+            )
+            inputs.append(ModerationInput(verdict.comment, event, user, recent, print_))
 
         if not accepted:
             return plan
 
         t0 = time.perf_counter()
-        assessments = self.engine.assess(
-            [ModerationInput(comment, event, user) for _, comment, event, user in accepted]
-        )
+        assessments = self.engine.assess(inputs)
         plan.moderation_s = time.perf_counter() - t0
 
         for (item, comment, event, user), assessment in zip(accepted, assessments, strict=True):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfile
@@ -83,6 +83,9 @@ class Post:
     offset: int
     at_ms: int
     comment_id: str
+    # SimHash of the text (topologies/moderation/normalize.py): the moderate stage's
+    # repeated-message rule compares it; 0 for posts remembered before it existed.
+    fingerprint: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
