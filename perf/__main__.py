@@ -2,6 +2,7 @@
 
     kafka-baseline   raw confluent-kafka produce and consume on the same stack
     pipeline         submitted → persisted and in Redis: throughput, loss, p50/p99
+    moderation       held-out quality of the models and µs per comment (no servers)
 
 Each starts what it needs through the project's launcher (or reuses what runs), writes
 one JSON object, and exits non-zero only if the run itself failed.
@@ -21,7 +22,7 @@ from deploy.settings import Settings
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["kafka-baseline", "pipeline"])
+    p.add_argument("name", choices=["kafka-baseline", "pipeline", "moderation"])
     p.add_argument("--quick", action="store_true", help="under 60 s: smaller load, same path")
     p.add_argument("--json", type=Path, help="where to write the result (default: stdout)")
     p.add_argument("--workers", type=int, default=2)
@@ -34,12 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     from deploy.stack import launcher
     from deploy.stack.errors import StackError
 
+    result: dict[str, Any]
+    if args.name == "moderation":  # models only: no stack
+        from perf.bench_moderation import run as run_moderation
+
+        result = run_moderation(settings, quick=args.quick)
+        return _write(result, args.json)
     try:
         launcher.up(settings, out=io.StringIO())
     except StackError as e:
         sys.stderr.write(f"error: {e.component}: {e.message}\n{e.log_tail}\n")
         return 1
-    result: dict[str, Any]
     if args.name == "kafka-baseline":
         from perf.bench_kafka import run as run_kafka
 
@@ -55,10 +61,14 @@ def main(argv: list[str] | None = None) -> int:
             events=args.events,
             rate=args.rate,
         )
+    return _write(result, args.json)
+
+
+def _write(result: dict[str, Any], path: Path | None) -> int:
     text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
     print(text)
     return 0
 

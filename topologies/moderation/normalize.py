@@ -12,6 +12,7 @@ gives a ``str``.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Final
@@ -110,8 +111,13 @@ def _token(tok: str) -> str:
     return tok[:head] + core + tail
 
 
+@functools.lru_cache(maxsize=8192)
 def skeleton(text: str) -> str:
-    """The de-obfuscated, case-folded form of ``text`` that rules and models match on."""
+    """The de-obfuscated, case-folded form of ``text`` that rules and models match on.
+
+    Cached: the pipeline fingerprints a comment and the moderate stage then matches it,
+    and chat repeats itself ("GOAL!").
+    """
     text = _strip_marks(visible(text).casefold())
     tokens = [_token(t) for t in text.split()]
     # Runs of three or more single characters are one spaced-out word: "f u c k".

@@ -262,6 +262,9 @@ def decide(
     return decision, tuple(reasons)
 
 
+_RAW_EDGES = ".,;:?!\"'()[]"
+
+
 class _Lexicon:
     """glin-profanity's word lists as filtered at training time (``lexicon.json``).
 
@@ -278,6 +281,9 @@ class _Lexicon:
             return {lang: frozenset(entries) for lang, entries in raw.items()}
 
         self.severe = frozenset().union(*table("severe").values())
+        obfuscated = data.get("obfuscated", [])
+        assert isinstance(obfuscated, list)
+        self.obfuscated = frozenset(str(x) for x in obfuscated)
         self.mild = table("mild")
         self.no_spaces = frozenset(str(x) for x in data.get("no_spaces", []))  # type: ignore[attr-defined]
         # A stretched word ("fuuuck") is matched with its runs squeezed ("fuck").
@@ -289,7 +295,7 @@ class _Lexicon:
                 return True
             if tok != squeeze(tok) and squeeze(tok) in self.severe_squeezed:
                 return True
-        return any(tok in self.severe for tok in raw_tokens)
+        return any(tok in self.severe or tok in self.obfuscated for tok in raw_tokens)
 
     def mild_hit(self, tokens: list[str], skel: str, language: str | None) -> bool:
         entries = self.mild.get(language or "")
@@ -400,7 +406,8 @@ class ModelEngine:
         assert self.lexicon is not None
         tokens = words(skel)
         strictness = item.event.strictness
-        if self.lexicon.severe_hit(tokens, words(fold(raw))):
+        raw_tokens = [t.strip(_RAW_EDGES) for t in fold(raw).split()]
+        if self.lexicon.severe_hit(tokens, raw_tokens):
             return 0.75  # blocks at the seed's threshold; a looser event may hold instead
         if strictness is Strictness.RELAXED:
             return 0.0
