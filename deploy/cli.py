@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=200.0, help="comments per second")
     demo.add_argument("--workers", type=int, default=2)
     demo.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
+    api = sub.add_parser("api", help="run the HTTP API (REST, OpenAPI at /openapi.json, web page)")
+    api.add_argument("--port", type=int, default=None, help="default: LIVECOMMENTS_API_PORT")
+    api.add_argument(
+        "-l",
+        "--loglevel",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+    )
     sub.add_parser(
         "moderate",
         help='moderate JSON lines {"text": …, "event_id"?: …} from stdin, one decision per line',
@@ -88,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deploy.demo import run as run_demo
 
             return run_demo(settings, rate=args.rate, workers=args.workers, seconds=args.seconds)
+        if args.command == "api":
+            from gateways.http.server import run as run_api
+
+            return run_api(settings, args.port, args.loglevel)
         if args.command == "moderate":
             from topologies.moderation.cli import run as run_moderate
 

@@ -115,6 +115,30 @@ class Settings(BaseSettings):
         "topologies/moderation/models)",
     )
 
+    api_port: int = Field(
+        8080,
+        description="HTTP API port (OpenAPI at /openapi.json, docs at /docs, the web page at /)",
+    )
+    api_page_size: int = Field(
+        50, description="comments in a history page when `limit` is not given"
+    )
+    api_page_max: int = Field(500, description="largest `limit` of a history page")
+    api_page_max_age_s: int = Field(
+        86_400, description="how long caches (a CDN) may keep a full, immutable history page"
+    )
+    api_live_max_age_s: int = Field(
+        2, description="how long caches may keep a partial history page (the live edge)"
+    )
+    api_gateway_url: str | None = Field(
+        None,
+        description="WebSocket URL the web page connects to (default: ws://host:gateway_port/)",
+    )
+    api_dev_tokens: bool = Field(
+        False,
+        description="serve development tokens at /v1/dev/token for the web page "
+        "(never in production)",
+    )
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap or f"{self.host}:{self.kafka_port}"

@@ -1,0 +1,117 @@
+"""Errors of the HTTP API: the WebSocket protocol's stable codes, each with a status.
+
+Every error answers ``{"error": {"code": ..., "message": ...}}`` (plus ``retry_after_ms``
+where waiting helps, with a ``Retry-After`` header in whole seconds). The codes are the
+ones of ``docs/protocol.md``; the few that only HTTP has (``not_found``,
+``method_not_allowed``, ``event_exists``, ``precondition_failed``, ``internal_error``)
+are listed in ``API_ONLY``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final
+
+from gateways.protocol import ERROR_CODES
+
+API_ONLY: Final[dict[str, str]] = {
+    "not_found": "no such resource",
+    "method_not_allowed": "this resource does not take that method",
+    "event_exists": "an event with this id exists already",
+    "precondition_failed": "the resource changed since you read it (If-Match)",
+    "internal_error": "the server failed; the error is logged",
+}
+
+MESSAGES: Final[dict[str, str]] = {**ERROR_CODES, **API_ONLY}
+
+STATUS: Final[dict[str, int]] = {
+    "bad_json": 400,
+    "missing_field": 400,
+    "invalid_field": 400,
+    "not_authenticated": 401,
+    "bad_token": 401,
+    "token_expired": 401,
+    "not_authorized": 403,
+    "user_banned": 403,
+    "user_timed_out": 403,
+    "members_only": 403,
+    "not_found": 404,
+    "event_not_found": 404,
+    "method_not_allowed": 405,
+    "event_not_live": 409,
+    "event_exists": 409,
+    "precondition_failed": 412,
+    "message_too_large": 413,
+    "empty_text": 422,
+    "text_too_long": 422,
+    "rate_limited": 429,
+    "internal_error": 500,
+    "post_failed": 503,
+    "unavailable": 503,
+}
+
+
+class ApiError(Exception):
+    """An error a client can meet: answered with its code's status and the JSON body."""
+
+    def __init__(
+        self, code: str, message: str | None = None, *, retry_after_ms: int | None = None
+    ) -> None:
+        self.code = code
+        self.message = message or MESSAGES.get(code, code)
+        self.retry_after_ms = retry_after_ms
+        super().__init__(self.message)
+
+    @property
+    def status(self) -> int:
+        return status_of(self.code)
+
+
+def status_of(code: str) -> int:
+    return STATUS.get(code, 400)
+
+
+def error_body(code: str, message: str | None = None, retry_after_ms: int | None = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message or MESSAGES.get(code, code)}
+    if retry_after_ms is not None:
+        error["retry_after_ms"] = max(0, int(retry_after_ms))
+    return json.dumps({"error": error}, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_headers(code: str, retry_after_ms: int | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if retry_after_ms is not None:
+        # Retry-After takes whole seconds; rounding down would invite a retry too early.
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after_ms / 1000)))
+    elif code in ("unavailable", "post_failed"):
+        headers["Retry-After"] = "1"
+    if code in ("not_authenticated", "bad_token", "token_expired"):
+        error = "" if code == "not_authenticated" else ' error="invalid_token"'
+        headers["WWW-Authenticate"] = f'Bearer realm="livecomments"{error}'
+    return headers
+
+
+def from_validation(errors: list[dict[str, Any]]) -> ApiError:
+    """The API error for FastAPI's request validation errors (pydantic's list).
+
+    A body that is not a JSON object is ``bad_json``, as a frame is in the protocol; a
+    missing field is ``missing_field``; anything else names the field in ``invalid_field``.
+    """
+    for e in errors:
+        kind = str(e.get("type", ""))
+        loc = tuple(e.get("loc", ()))
+        if kind == "json_invalid" or (
+            loc == ("body",) and kind in ("missing", "model_attributes_type", "dict_type")
+        ):
+            if isinstance(e.get("input"), bytes):
+                return ApiError(
+                    "bad_json", "send the body as JSON (Content-Type: application/json)"
+                )
+            return ApiError("bad_json", "the body must be a JSON object")
+    first = errors[0] if errors else {}
+    parts = [str(part) for part in first.get("loc", ()) if part != "body"]
+    where = ".".join(parts[1:] if parts and parts[0] in ("query", "path", "header") else parts)
+    if first.get("type") == "missing":
+        return ApiError("missing_field", f"`{where}` is required")
+    return ApiError("invalid_field", f"`{where}`: {first.get('msg', 'invalid')}")
