@@ -83,10 +83,12 @@ def run(settings: Settings, *, quick: bool, batch: int = 64) -> dict[str, Any]:
     repeat = 2 if quick else 3
 
     def stage() -> None:
+        skeleton.cache_clear()  # cold: every text normalised once, as for unique comments
         for b in batches:
             engine.assess(b)
 
     def fingerprints() -> None:
+        skeleton.cache_clear()
         for t in texts:
             fingerprint(t)
 
@@ -119,6 +121,7 @@ def run(settings: Settings, *, quick: bool, batch: int = 64) -> dict[str, Any]:
         )
         for i, item in enumerate(longest)
     ]
+    skeleton.cache_clear()
     long_us = (
         _timed(
             lambda: [engine.assess(longest[i : i + batch]) for i in range(0, len(longest), batch)],
@@ -129,7 +132,7 @@ def run(settings: Settings, *, quick: bool, batch: int = 64) -> dict[str, Any]:
     )
     fingerprint_us = _timed(fingerprints, repeat) * per
     parts = {
-        "normalise_us": _timed(lambda: [skeleton(t) for t in texts], repeat) * per,
+        "normalise_us": _timed(lambda: [skeleton.__wrapped__(t) for t in texts], repeat) * per,
         "toxicity_onnx_us": _timed(part(models.toxicity_scores, skels), repeat) * per,
         "spam_onnx_us": _timed(part(models.spam_scores, spam_inputs), repeat) * per,
         "language_us": _timed(part(models.languages, visibles), repeat) * per,
