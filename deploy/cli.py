@@ -3,6 +3,7 @@
     livecomments stack up | down [--purge] | status [--json] | logs NAME [-n N] [-f]
     livecomments smoke          one comment through every real server and back
     livecomments moderate       JSON lines {"text", "event_id"?} in, decisions out
+    livecomments gateway        a WebSocket gateway; `livecomments token --user U` mints a token
 
 Every flag is also a setting (``LIVECOMMENTS_*``); see README's configuration table.
 """
@@ -46,6 +47,22 @@ def _parser() -> argparse.ArgumentParser:
         "-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
     )
 
+    gateway = sub.add_parser("gateway", help="run one WebSocket gateway (drains on SIGTERM)")
+    gateway.add_argument(
+        "--port", type=int, default=None, help="default: LIVECOMMENTS_GATEWAY_PORT"
+    )
+    gateway.add_argument(
+        "-l",
+        "--loglevel",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+    )
+    token = sub.add_parser("token", help="mint a development token (HS256, the settings' secret)")
+    token.add_argument("--user", required=True, help="user id (the `sub` claim)")
+    token.add_argument("--name", default=None, help="display name (default: the user id)")
+    token.add_argument("--role", action="append", default=[], help="a role; repeat for more")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+
     from deploy import admin
 
     admin.add_parsers(sub)
@@ -88,6 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from deploy.worker import run as run_worker
 
             return run_worker(settings, args.index, args.loglevel)
+        if args.command == "gateway":
+            from gateways.server import run as run_gateway
+
+            return run_gateway(settings, args.port, args.loglevel)
+        if args.command == "token":
+            from gateways.auth import mint_token
+
+            roles = tuple(args.role)
+            print(mint_token(settings, args.user, name=args.name, roles=roles, ttl_s=args.ttl))
+            return 0
         if args.command == "smoke":
             from deploy.smoke import run
 

@@ -115,6 +115,65 @@ class Settings(BaseSettings):
         "topologies/moderation/models)",
     )
 
+    gateway_port: int = Field(8765, description="WebSocket gateway port (also /metrics, /healthz)")
+    gateway_id: str | None = Field(
+        None, description="this gateway's name in presence and receipts (default: host:port)"
+    )
+    gateway_nodes: str = Field(
+        "",
+        description="comma-separated gateway addresses, in ring order, for consistent-hash "
+        "routing of events",
+    )
+    gateway_jwt_secret: str = Field(
+        "dev-only-secret-change-me-0123456789",
+        description="HS256 key of viewers' tokens (and of `livecomments token`)",
+    )
+    gateway_jwt_public_key_file: Path | None = Field(
+        None, description="PEM public key: RS256 tokens are accepted when set"
+    )
+    gateway_jwt_audience: str | None = Field(None, description="required `aud` claim, if any")
+    gateway_auth_timeout_s: float = Field(5.0, description="a connection must authenticate in this")
+    gateway_handshake_timeout_s: float = Field(3.0, description="WebSocket opening handshake limit")
+    gateway_ping_interval_s: float = Field(30.0, description="heartbeat ping interval")
+    gateway_ping_timeout_s: float = Field(30.0, description="close when a ping's pong is this late")
+    gateway_idle_timeout_s: float = Field(
+        300.0, description="close a connection that sent nothing and joined nothing for this long"
+    )
+    gateway_max_message_bytes: int = Field(
+        4096, description="largest client frame; larger ones close the connection with 1009"
+    )
+    gateway_tick_ms: int = Field(
+        50, description="delivery tick: comments of an event are coalesced into one frame per tick"
+    )
+    gateway_queue_frames: int = Field(
+        256, description="frames queued per connection before the slow-consumer policy applies"
+    )
+    gateway_slow_disconnect_s: float = Field(
+        30.0, description="a viewer still overflowing its queue after this long is disconnected"
+    )
+    gateway_backlog: int = Field(50, description="comments sent on a join without `since`")
+    gateway_recovery_max: int = Field(
+        5000, description="most comments one resume sends; more are fetched by joining again"
+    )
+    gateway_recent_s: float = Field(
+        60.0, description="how long the in-process cache (L1) keeps an event's recent comments"
+    )
+    gateway_presence_interval_s: float = Field(
+        5.0, description="presence counts written to Redis and pushed to viewers this often"
+    )
+    gateway_top_per_s: float = Field(
+        10.0, description="comments per second an event's viewers in `top` mode get when hot"
+    )
+    gateway_nonce_ttl_s: int = Field(
+        86_400, description="how long a client nonce maps to its comment_id"
+    )
+    gateway_drain_s: float = Field(
+        10.0, description="on SIGTERM viewers are told to reconnect and closed (1001) within this"
+    )
+    gateway_force_close_s: float = Field(
+        5.0, description="after the drain, connections still open are aborted after this"
+    )
+
     api_port: int = Field(
         8080,
         description="HTTP API port (OpenAPI at /openapi.json, docs at /docs, the web page at /)",

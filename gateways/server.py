@@ -1,0 +1,552 @@
+"""The WebSocket gateway: the I/O shell around ``gateways/protocol.py``.
+
+    livecomments gateway [--port 8765]
+
+One process serves WebSocket connections (subprotocol ``livecomments.v1``) and, on the
+same port, ``GET /metrics`` (Prometheus) and ``GET /healthz``. It keeps no state that
+matters: a viewer who loses it reconnects anywhere and resumes with ``since``.
+
+What runs in a gateway process:
+
+- one handler task per connection: frames → :class:`~gateways.protocol.Session` →
+  requests (join, leave, mode, post) carried out here; a writer task per connection
+  drains its bounded queue (``gateways/fanout.py`` has the slow-consumer policy);
+- the live reader (:class:`~gateways.fanout.Hub`): one ``XREAD`` per tick over the
+  streams of every event with local viewers;
+- a 1 s sweep enforcing the sessions' deadlines (auth, token expiry, idle);
+- presence: counts to Redis and to viewers every ``gateway_presence_interval_s``;
+- the events/users state (``topologies/state.py``) for event checks and posting.
+
+Shutdown (SIGTERM or SIGINT) is a drain, in the manner of uvicorn: stop accepting,
+tell every viewer to reconnect after a random delay, close the stragglers with 1001 at
+``gateway_drain_s``, abort what is still open ``gateway_force_close_s`` later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import signal
+import time
+from collections import deque
+from http import HTTPStatus
+from typing import Any
+
+import redis.asyncio as aioredis
+from prometheus_client import generate_latest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from connectors.kafka_producer import OutputProducer
+from deploy.settings import Settings
+from gateways import metrics as M
+from gateways import protocol as P
+from gateways.auth import TokenVerifier
+from gateways.fanout import Hub, build_frames
+from gateways.history import History, id_key
+from gateways.posting import Poster, PostError, pending_view
+from gateways.presence import Presence
+from schemas.codec import AvroCodec
+from topologies.stages.validate import Limits as PostLimits
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Connection:
+    """One viewer's connection: session, bounded queue, writer, subscriptions."""
+
+    def __init__(self, gateway: Gateway, ws: ServerConnection, session: P.Session) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        self.session = session
+        self.capacity = gateway.settings.gateway_queue_frames
+        self.queue: deque[tuple[bytes, int, str]] = deque()
+        self.wake = asyncio.Event()
+        self.posted: set[str] = set()
+        self._posted_order: deque[str] = deque()
+        self.closed = False
+
+    @property
+    def user_id(self) -> str:
+        return self.session.identity.user_id if self.session.identity else ""
+
+    # -- the Viewer protocol of the hub --------------------------------------------------
+
+    def offer(self, data: bytes, comments: int, kind: str) -> bool:
+        if self.closed or len(self.queue) >= self.capacity:
+            return False
+        self.queue.append((data, comments, kind))
+        self.wake.set()
+        return True
+
+    def room(self) -> int:
+        return self.capacity - len(self.queue)
+
+    def close_slow(self) -> None:
+        self.session.fail(P.CLOSE_SLOW_CONSUMER, "slow_consumer", P.error("slow_consumer"))
+        self.flush()
+
+    # -- replies -------------------------------------------------------------------------
+
+    def reply(self, frame: str, kind: str = "reply") -> None:
+        """A reply or notice: queued even over capacity (it is small and owed)."""
+        if self.closed:
+            return
+        self.queue.append((frame.encode(), 0, kind))
+        self.wake.set()
+
+    def flush(self) -> None:
+        """Move the session's frames to the queue; wake the writer if it must close."""
+        for frame in self.session.data_to_send():
+            kind = "error" if frame.startswith('{"type":"error"') else "reply"
+            if kind == "error":
+                code = json.loads(frame).get("code", "")
+                M.errors_sent.labels(code).inc()
+                if code in ("bad_token", "token_expired", "auth_timeout"):
+                    M.auth_failures.labels(code).inc()
+            self.reply(frame, kind)
+        if self.session.close_code is not None:
+            self.wake.set()
+
+    def remember_post(self, comment_id: str) -> None:
+        self.posted.add(comment_id)
+        self._posted_order.append(comment_id)
+        if len(self._posted_order) > 200:
+            self.posted.discard(self._posted_order.popleft())
+
+    async def write_loop(self) -> None:
+        """Send queued frames in order; close when the session says so."""
+        ws = self.ws
+        try:
+            while True:
+                while self.queue:
+                    data, comments, kind = self.queue.popleft()
+                    await ws.send(data, text=True)
+                    M.bytes_out.inc(len(data))
+                    M.frames_out.labels(kind).inc()
+                    if comments:
+                        M.deliveries.inc(comments)
+                if self.session.close_code is not None:
+                    M.closes.labels(str(self.session.close_code)).inc()
+                    await ws.close(self.session.close_code, self.session.close_reason)
+                    return
+                self.wake.clear()
+                await self.wake.wait()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+
+
+class Gateway:
+    """Config plus server: build from settings, ``await start()``, ``await drain()``."""
+
+    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+        self.settings = settings
+        self.port = settings.gateway_port if port is None else port
+        self.gateway_id = settings.gateway_id or f"{settings.host}:{self.port}"
+        self.verifier = TokenVerifier.from_settings(settings)
+        self.limits = P.Limits(
+            max_message_bytes=settings.gateway_max_message_bytes,
+            auth_timeout_ms=int(settings.gateway_auth_timeout_s * 1000),
+            idle_timeout_ms=int(settings.gateway_idle_timeout_s * 1000),
+            posts_per_minute=settings.posts_per_minute,
+        )
+        self.post_rate = P.PostRate(settings.posts_per_minute)
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.redis: Any = None
+        self.store: Any = None
+        self.state: Any = None
+        self.producer: OutputProducer | None = None
+        self.codec: AvroCodec | None = None
+        self.hub: Hub | None = None
+        self.history: History | None = None
+        self.poster: Poster | None = None
+        self.presence: Presence | None = None
+        self.stopped = asyncio.Event()
+        self._all_gone = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect to Redis, Cassandra, Kafka and the registry, then listen."""
+        from connectors.cassandra_store import CommentStore
+        from topologies.state import GlobalState
+
+        s = self.settings
+        self.redis = aioredis.Redis.from_url(s.redis_address, socket_timeout=10)
+        await self.redis.ping()
+        self.codec = AvroCodec(s)
+        await asyncio.to_thread(self.codec.register_all)
+        self.store = await asyncio.to_thread(CommentStore, s)
+        self.producer = OutputProducer(s)
+        await self.producer.start()
+        self.state = GlobalState(s, self.codec)
+        await self.state.start()
+        await self.state.ready.wait()
+        self.history = History(
+            self.redis, self.store, backlog=s.gateway_backlog, recovery_max=s.gateway_recovery_max
+        )
+        self.hub = Hub(
+            self.redis,
+            self.history,
+            tick_ms=s.gateway_tick_ms,
+            recent_s=s.gateway_recent_s,
+            top_per_s=s.gateway_top_per_s,
+            slow_disconnect_s=s.gateway_slow_disconnect_s,
+            hot_rate_of=self._hot_rate_of,
+        )
+        self.poster = Poster(
+            codec=self.codec,
+            producer=self.producer,
+            redis=self.redis,
+            state=self.state,
+            gateway_id=self.gateway_id,
+            limits=PostLimits(max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute),
+            nonce_ttl_s=s.gateway_nonce_ttl_s,
+        )
+        self.presence = Presence(self.redis, self.gateway_id, s.gateway_presence_interval_s)
+        self._server = await serve(
+            self._handle,
+            s.host,
+            self.port,
+            subprotocols=[Subprotocol(P.SUBPROTOCOL)],
+            # Per-connection deflate would compress the same frame once per viewer.
+            compression=None,
+            process_request=self._http,
+            open_timeout=s.gateway_handshake_timeout_s,
+            ping_interval=s.gateway_ping_interval_s,
+            ping_timeout=s.gateway_ping_timeout_s,
+            close_timeout=2,
+            max_size=s.gateway_max_message_bytes,
+            max_queue=16,
+        )
+        self._tasks = [
+            asyncio.create_task(self.hub.run(), name="live-reader"),
+            asyncio.create_task(self._sweep(), name="deadlines"),
+            asyncio.create_task(self._presence_loop(), name="presence"),
+        ]
+        log.info("gateway %s listening on %s:%s", self.gateway_id, s.host, self.port)
+
+    def _hot_rate_of(self, event_id: str) -> float:
+        event = self.state.event(event_id) if self.state else None
+        return float(event.hot_rate_per_s) if event is not None else 100.0
+
+    # -- HTTP on the same port -----------------------------------------------------------
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == "/metrics":
+            return connection.respond(HTTPStatus.OK, generate_latest().decode())
+        if path == "/healthz":
+            body = json.dumps(
+                {
+                    "ok": not self.draining,
+                    "gateway_id": self.gateway_id,
+                    "connections": len(self.connections),
+                    "events": len(self.hub.feeds) if self.hub else 0,
+                }
+            )
+            status = HTTPStatus.SERVICE_UNAVAILABLE if self.draining else HTTPStatus.OK
+            return connection.respond(status, body + "\n")
+        if self.draining:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "draining\n")
+        return None
+
+    # -- one connection ------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if ws.subprotocol != P.SUBPROTOCOL:
+            await ws.close(1002, f"subprotocol {P.SUBPROTOCOL} required")
+            return
+        session = P.Session(
+            self.verifier.verify,
+            self.gateway_id,
+            now_ms(),
+            limits=self.limits,
+            post_rate=self.post_rate,
+        )
+        conn = Connection(self, ws, session)
+        self.connections.add(conn)
+        M.connections_total.labels(self.gateway_id).inc()
+        M.websocket_connections_by_server.labels(self.gateway_id).set(len(self.connections))
+        writer = asyncio.create_task(conn.write_loop())
+        try:
+            async for message in ws:
+                M.frames_in.inc()
+                if isinstance(message, str):
+                    session.receive_text(message, now_ms())
+                else:
+                    session.receive_binary(message, now_ms())
+                for request in session.events_received():
+                    await self._carry_out(conn, request)
+                conn.flush()
+                if session.close_code is not None:
+                    break
+            if session.close_code is not None:
+                # Let the writer send what is owed, then close with the session's code.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(writer), 5)
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.closed = True
+            writer.cancel()
+            assert self.hub is not None
+            for event_id in list(session.events):
+                self.hub.unsubscribe(conn, event_id)
+            self.connections.discard(conn)
+            if not self.connections:
+                self._all_gone.set()
+            M.websocket_connections_by_server.labels(self.gateway_id).set(len(self.connections))
+
+    async def _carry_out(self, conn: Connection, request: P.Request) -> None:
+        if isinstance(request, P.Join):
+            await self._join(conn, request)
+        elif isinstance(request, P.Post):
+            await self._post(conn, request)
+        elif isinstance(request, P.Leave):
+            assert self.hub is not None
+            self.hub.unsubscribe(conn, request.event_id)
+            conn.reply(P.left(request.event_id, request.request_id))
+        elif isinstance(request, P.SetMode):
+            assert self.hub is not None
+            hot = self.hub.set_mode(conn, request.event_id, request.mode)
+            conn.reply(P.mode_set(request.event_id, request.mode, hot, request.request_id))
+
+    async def _join(self, conn: Connection, req: P.Join) -> None:
+        assert self.hub and self.history and self.state
+        event = self.state.event(req.event_id)
+        if event is None:
+            await self.state.sync(timeout_s=2.0)
+            event = self.state.event(req.event_id)
+        if event is None or event.deleted:
+            conn.session.left_event(req.event_id)
+            conn.reply(P.error("event_not_found", request_id=req.request_id, event_id=req.event_id))
+            return
+        if req.identity.anonymous and not event.anonymous_read:
+            conn.session.left_event(req.event_id)
+            conn.reply(
+                P.error(
+                    "not_authorized",
+                    "this event is not open to anonymous viewers; send a token",
+                    request_id=req.request_id,
+                    event_id=req.event_id,
+                )
+            )
+            return
+        # A second join of the same event resumes again (after a gap notice, say).
+        self.hub.unsubscribe(conn, req.event_id)
+        try:
+            feed = await self.hub.subscribe(conn, req.event_id, req.mode)
+            upto = feed.cursor
+            if req.since is None:
+                recovery = await self.history.recent(req.event_id, upto)
+            else:
+                recovery = await self.history.resume(
+                    req.event_id, req.since.epoch, req.since.position, upto, feed.cache
+                )
+        except Exception as e:
+            log.warning("join %s failed: %s: %s", req.event_id, type(e).__name__, e)
+            self.hub.unsubscribe(conn, req.event_id)
+            conn.session.left_event(req.event_id)
+            conn.reply(P.error("unavailable", request_id=req.request_id, event_id=req.event_id))
+            return
+        M.count_tiers(recovery.tiers)
+        if req.since is not None:
+            M.resumes.labels("complete" if recovery.complete else "incomplete").inc()
+        frames = build_frames(req.event_id, recovery.entries)
+        for frame in frames:
+            conn.queue.append((frame.data, frame.comments, frame.kind))
+        delivered = max([id_key(upto), *(f.last for f in frames)])
+        conn.reply(
+            P.joined(
+                req.event_id,
+                epoch=recovery.epoch,
+                position=recovery.position,
+                recovered=sum(f.comments for f in frames),
+                complete=recovery.complete,
+                truncated=recovery.truncated,
+                mode=req.mode,
+                hot=feed.hot,
+                request_id=req.request_id,
+                reason=recovery.reason,
+            )
+        )
+        if recovery.truncated:
+            # Not live yet: the client pages on with `since` = this reply's position.
+            self.hub.unsubscribe(conn, req.event_id)
+            conn.session.left_event(req.event_id)
+            return
+        self.hub.go_live(conn, req.event_id, delivered, recovery.epoch, recovery.position)
+
+    async def _post(self, conn: Connection, req: P.Post) -> None:
+        assert self.poster is not None
+        started = time.perf_counter()
+        try:
+            posted = await self.poster.submit(
+                req.identity, req.event_id, req.text, nonce=req.nonce, reply_to=req.reply_to
+            )
+        except PostError as e:
+            M.posts.labels(e.code).inc()
+            conn.reply(
+                P.error(
+                    e.code,
+                    e.message,
+                    request_id=req.request_id,
+                    event_id=req.event_id,
+                    retry_after_ms=e.retry_after_ms,
+                )
+            )
+            return
+        M.posts.labels("duplicate" if posted.duplicate else "acked").inc()
+        M.post_seconds.observe(time.perf_counter() - started)
+        c = posted.comment
+        conn.remember_post(c.comment_id)
+        ack = P.ack(c.event_id, c.comment_id, c.client_nonce, posted.duplicate, req.request_id)
+        conn.reply(ack)
+        if not posted.duplicate:
+            conn.reply(P.pending(pending_view(c, req.identity)))
+
+    # -- periodic ------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = now_ms()
+            for conn in list(self.connections):
+                conn.session.tick(now)
+                conn.flush()
+
+    async def _presence_loop(self) -> None:
+        assert self.hub and self.presence
+        interval = self.settings.gateway_presence_interval_s
+        last_sent: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(interval)
+            counts = {e: len(f.subs) for e, f in self.hub.feeds.items()}
+            try:
+                totals = await self.presence.report(counts)
+            except Exception as e:
+                log.warning("presence: %s: %s", type(e).__name__, e)
+                continue
+            for event_id, total in totals.items():
+                if last_sent.get(event_id) != total:
+                    self.hub.broadcast(event_id, P.presence(event_id, total).encode(), "presence")
+                    last_sent[event_id] = total
+            for event_id in list(last_sent):
+                if event_id not in totals:
+                    del last_sent[event_id]
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop accepting; viewers reconnect elsewhere with jitter; 1001; force."""
+        if self.draining:
+            return
+        self.draining = True
+        s = self.settings
+        log.info("draining %d connections", len(self.connections))
+        assert self._server is not None
+        # 1. Stop accepting (the listening socket closes; handshakes in flight get 503).
+        self._server.close(close_connections=False)
+        # 2. Tell every viewer to reconnect, each after a random delay within the
+        #    window, so they do not all land on the other gateways at once.
+        window_ms = int(s.gateway_drain_s * 1000 * 0.8)
+        for conn in list(self.connections):
+            conn.reply(P.reconnect(random.randint(0, window_ms), "draining"), "reconnect")
+        # 3. Wait for them to go, up to the drain time.
+        await self._until_no_connections(s.gateway_drain_s)
+        # 4. Close the rest with 1001 (their writers flush first).
+        for conn in list(self.connections):
+            conn.session.fail(P.CLOSE_GOING_AWAY, "draining")
+            conn.wake.set()
+        await self._until_no_connections(s.gateway_force_close_s)
+        # 5. Abort whatever is still open.
+        for conn in list(self.connections):
+            conn.ws.transport.abort()
+        log.info("drained; stopping")
+        await self.stop()
+        log.info("stopped")
+
+    async def _until_no_connections(self, timeout_s: float) -> None:
+        self._all_gone.clear()
+        if not self.connections:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_gone.wait(), timeout_s)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.presence is not None:
+            with contextlib.suppress(Exception):
+                await self.presence.withdraw()
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+        if self.producer is not None:
+            await self.producer.stop()
+        if self.state is not None:
+            await self.state.stop()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.codec is not None:
+            self.codec.close()
+        self.stopped.set()
+
+
+def _hung(after_s: float) -> None:
+    log.error("shutdown did not finish %.0fs after SIGTERM; exiting anyway", after_s)
+    logging.shutdown()
+    os._exit(70)
+
+
+async def serve_until_signalled(settings: Settings, port: int | None = None) -> None:
+    gateway = Gateway(settings, port=port)
+    await gateway.start()
+    loop = asyncio.get_running_loop()
+    draining: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if not draining:
+            draining.append(loop.create_task(gateway.drain()))
+            # The process must end even if a client library hangs in its shutdown.
+            limit = settings.gateway_drain_s + settings.gateway_force_close_s + 15
+            loop.call_later(limit, _hung, limit)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    print(f"gateway {gateway.gateway_id}: ws://{settings.host}:{gateway.port}/ ", flush=True)
+    await gateway.stopped.wait()
+
+
+def run(settings: Settings, port: int | None = None, loglevel: str = "info") -> int:
+    """``livecomments gateway``: serve until SIGTERM/SIGINT, then drain."""
+    import uvloop
+
+    logging.basicConfig(
+        level=getattr(logging, loglevel.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for name in ("aiokafka", "cassandra", "websockets", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    uvloop.run(serve_until_signalled(settings, port))
+    return 0

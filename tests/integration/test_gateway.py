@@ -1,0 +1,574 @@
+"""The WebSocket gateway against the real stack: real gateway processes, real workers,
+real WebSocket clients. Every test uses events of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from connectors.redis_streams import stream_key
+from connectors.state_writer import StateWriter
+from deploy.settings import Settings
+from gateways.auth import mint_token
+from perf.processes import Worker, start_worker, wait_assigned
+from schemas.codec import AvroCodec
+from schemas.records import EventStatus, LiveEvent
+
+SUBPROTOCOL = "livecomments.v1"
+_WORDS = [
+    "goal",
+    "keeper",
+    "striker",
+    "midfield",
+    "referee",
+    "corner",
+    "penalty",
+    "crowd",
+    "anthem",
+    "stadium",
+    "guitar",
+    "drummer",
+    "encore",
+    "chorus",
+    "ballad",
+    "rhythm",
+    "stage",
+    "lights",
+    "keynote",
+    "launch",
+    "battery",
+    "camera",
+    "screen",
+    "pixel",
+    "orange",
+    "purple",
+    "yellow",
+    "silver",
+    "window",
+    "garden",
+    "river",
+    "mountain",
+    "coffee",
+    "bread",
+    "cheese",
+    "tomato",
+    "rocket",
+    "planet",
+    "comet",
+    "harbor",
+    "bridge",
+    "castle",
+    "forest",
+    "meadow",
+    "thunder",
+    "breeze",
+    "sunrise",
+    "winter",
+    "summer",
+    "autumn",
+    "violin",
+    "trumpet",
+    "piano",
+    "cello",
+    "banjo",
+    "flute",
+    "tango",
+    "salsa",
+    "waltz",
+    "samba",
+]
+
+
+def text(i: int) -> str:
+    """A different sentence per post: moderation holds near-repeats of one user."""
+    return " ".join(random.Random(i).sample(_WORDS, 5))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class GatewayProcess:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self) -> None:
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def start_gateway(settings: Settings, env: dict[str, str] | None = None) -> GatewayProcess:
+    port = free_port()
+    logs = settings.state_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"gateway-{port}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "gateway", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    gw = GatewayProcess(port, proc, log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return gw
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    gw.stop()
+    raise TimeoutError(f"gateway on {port} not ready; see {log}")
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: Settings) -> Iterator[list[Worker]]:
+    """Two real workers for the whole module (the shared fixture restarts them per test)."""
+    started = [start_worker(stack, i) for i in range(2)]
+    try:
+        wait_assigned(stack, started, stack.partitions_comments)
+        yield started
+    finally:
+        for w in started:
+            w.stop()
+
+
+@pytest.fixture(scope="module")
+def gateways(stack: Settings) -> Iterator[list[GatewayProcess]]:
+    started = [start_gateway(stack), start_gateway(stack)]
+    yield started
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture(scope="module")
+def writer(stack: Settings) -> StateWriter:
+    codec = AvroCodec(stack)
+    codec.register_all()
+    return StateWriter(stack, codec)
+
+
+@pytest.fixture()
+def new_event(writer: StateWriter) -> Callable[..., str]:
+    def make(**overrides: Any) -> str:
+        event_id = f"gw-{uuid.uuid4().hex[:10]}"
+        now = int(time.time() * 1000)
+        writer.put_event(
+            LiveEvent(
+                event_id=event_id,
+                title="gateway test",
+                status=EventStatus.LIVE,
+                created_at=now,
+                updated_at=now,
+                **overrides,
+            )
+        )
+        return event_id
+
+    return make
+
+
+@dataclass
+class Client:
+    """A real WebSocket client that keeps every frame it got, by type."""
+
+    ws: ClientConnection
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    closed: tuple[int | None, str] | None = None
+
+    @classmethod
+    async def open(cls, url: str, token: str | None = None, auth: bool = True) -> Client:
+        ws = await connect(url, subprotocols=[SUBPROTOCOL], max_size=2**24)  # type: ignore[list-item]
+        client = cls(ws)
+        client.task = asyncio.create_task(client._read())
+        if auth:
+            await client.send({"type": "auth", "token": token})
+            await client.wait_for(lambda f: f["type"] in ("welcome", "error"))
+        return client
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                self.frames.append(json.loads(message))
+        except ConnectionClosed:
+            pass
+        self.closed = (self.ws.close_code, self.ws.close_reason or "")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], within_s: float = 30.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within_s
+        seen = 0
+        while time.monotonic() < deadline:
+            for f in self.frames[seen:]:
+                if predicate(f):
+                    return f
+            seen = len(self.frames)
+            if self.closed is not None:
+                raise AssertionError(f"closed {self.closed} before the frame came: {self.frames}")
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no such frame in {within_s}s; got {self.frames[-10:]}")
+
+    async def wait_closed(self, within_s: float = 30.0) -> tuple[int | None, str]:
+        assert self.task is not None
+        await asyncio.wait_for(asyncio.shield(self.task), within_s)
+        assert self.closed is not None
+        return self.closed
+
+    def comments(self, event_id: str) -> list[dict[str, Any]]:
+        return [
+            item
+            for f in self.frames
+            if f["type"] == "comments" and f["event_id"] == event_id
+            for item in f["items"]
+        ]
+
+    async def join(self, event_id: str, **extra: Any) -> dict[str, Any]:
+        request_id = uuid.uuid4().hex[:8]
+        await self.send({"type": "join", "event_id": event_id, "id": request_id, **extra})
+        return await self.wait_for(lambda f: f.get("id") == request_id)
+
+    async def post(self, event_id: str, text: str, **extra: Any) -> dict[str, Any]:
+        request_id = uuid.uuid4().hex[:8]
+        await self.send(
+            {"type": "post", "event_id": event_id, "text": text, "id": request_id, **extra}
+        )
+        return await self.wait_for(lambda f: f.get("id") == request_id)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.task:
+            await asyncio.wait([self.task], timeout=5)
+
+
+def token(settings: Settings, user: str, *roles: str) -> str:
+    return mint_token(settings, user, roles=roles)
+
+
+def test_posted_comments_reach_every_viewer_of_the_event_in_one_order_on_two_gateways(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+    other_event = new_event()
+
+    async def scenario() -> None:
+        a = await Client.open(gateways[0].url, token(settings, "viewer-a"))
+        b = await Client.open(gateways[1].url)  # anonymous
+        poster = await Client.open(gateways[0].url, token(settings, "poster"))
+        bystander = await Client.open(gateways[1].url, token(settings, "bystander"))
+        for c in (a, b, poster):
+            joined = await c.join(event_id)
+            assert joined["type"] == "joined" and joined["complete"] is True
+        await bystander.join(other_event)
+        acks = []
+        for i in range(20):
+            reply = await poster.post(event_id, text(i), nonce=f"n-{i}")
+            assert reply["type"] == "ack", reply
+            acks.append(reply["comment_id"])
+        assert acks == sorted(acks), "comment ids are time-ordered"
+        pending = [f for f in poster.frames if f["type"] == "pending"]
+        assert [p["comment"]["comment_id"] for p in pending] == acks
+        assert all(p["comment"]["pending"] is True for p in pending)
+        for c in (a, b, poster):
+            await c.wait_for(lambda _f, c=c: len(c.comments(event_id)) >= 20, within_s=180)
+        orders = [[x["comment_id"] for x in c.comments(event_id)] for c in (a, b, poster)]
+        assert orders[0] == orders[1] == orders[2] == acks
+        positions = [x["position"] for x in a.comments(event_id)]
+        assert positions == sorted(positions)
+        prevs = [x["previous_position"] for x in a.comments(event_id)]
+        assert prevs == [None, *positions[:-1]]
+        assert bystander.comments(event_id) == []
+        for c in (a, b, poster, bystander):
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+def test_resume_with_since_on_another_gateway_receives_exactly_the_missed_comments(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+
+    async def scenario() -> None:
+        viewer = await Client.open(gateways[0].url, token(settings, "resumer"))
+        poster = await Client.open(gateways[1].url, token(settings, "poster-2"))
+        await viewer.join(event_id)
+        for i in range(5):
+            assert (await poster.post(event_id, text(i)))["type"] == "ack"
+        await viewer.wait_for(lambda _f: len(viewer.comments(event_id)) >= 5, within_s=180)
+        last = viewer.comments(event_id)[-1]
+        await viewer.close()
+
+        missed = [(await poster.post(event_id, text(100 + i)))["comment_id"] for i in range(7)]
+        # Wait until the pipeline published them (the poster's own view shows that).
+        await poster.join(event_id)
+        await poster.wait_for(
+            lambda _f: missed[-1] in {x["comment_id"] for x in poster.comments(event_id)},
+            within_s=180,
+        )
+
+        back = await Client.open(gateways[1].url, token(settings, "resumer"))
+        joined = await back.join(
+            event_id, since={"epoch": last["epoch"], "position": last["position"]}
+        )
+        assert joined["type"] == "joined"
+        assert joined["complete"] is True
+        assert joined["recovered"] == 7
+        got = [x["comment_id"] for x in back.comments(event_id)]
+        assert got == missed, "exactly the missed comments, in order, nothing twice"
+        assert back.comments(event_id)[0]["previous_position"] == last["position"]
+
+        live = (await poster.post(event_id, text(200)))["comment_id"]
+        await back.wait_for(
+            lambda _f: live in {x["comment_id"] for x in back.comments(event_id)}, within_s=180
+        )
+        got = [x["comment_id"] for x in back.comments(event_id)]
+        assert got == [*missed, live]
+        for c in (back, poster):
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+def test_resume_reads_cassandra_when_the_redis_stream_lost_the_range(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+
+    async def scenario() -> None:
+        poster = await Client.open(gateways[0].url, token(settings, "poster-3"))
+        await poster.join(event_id)
+        for i in range(12):
+            assert (await poster.post(event_id, text(i)))["type"] == "ack"
+        await poster.wait_for(lambda _f: len(poster.comments(event_id)) >= 12, within_s=180)
+        all_comments = poster.comments(event_id)
+        await poster.close()
+        # The live tier loses this event's history (as after a Redis restart without
+        # its last writes); Cassandra still has every comment.
+        r = redis.Redis.from_url(settings.redis_address)
+        r.delete(stream_key(event_id))
+        r.close()
+        since = all_comments[3]
+        viewer = await Client.open(gateways[1].url, token(settings, "late"))
+        joined = await viewer.join(
+            event_id, since={"epoch": since["epoch"], "position": since["position"]}
+        )
+        assert joined["complete"] is True
+        got = [x["comment_id"] for x in viewer.comments(event_id)]
+        assert got == [x["comment_id"] for x in all_comments[4:]]
+        await viewer.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_repeated_nonce_gets_the_same_comment_id_and_is_published_once(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+
+    async def scenario() -> None:
+        poster = await Client.open(gateways[0].url, token(settings, "retrier"))
+        await poster.join(event_id)
+        first = await poster.post(event_id, "only once, really", nonce="same-nonce")
+        again = await poster.post(event_id, "only once, really", nonce="same-nonce")
+        elsewhere = await Client.open(gateways[1].url, token(settings, "retrier"))
+        third = await elsewhere.post(event_id, "only once, really", nonce="same-nonce")
+        assert first["type"] == again["type"] == third["type"] == "ack"
+        assert first["comment_id"] == again["comment_id"] == third["comment_id"]
+        assert (first["duplicate"], again["duplicate"]) == (False, True)
+        marker = (await poster.post(event_id, text(300)))["comment_id"]
+        await poster.wait_for(
+            lambda _f: marker in {x["comment_id"] for x in poster.comments(event_id)}, within_s=180
+        )
+        ids = [x["comment_id"] for x in poster.comments(event_id)]
+        assert ids == [first["comment_id"], marker]
+        for c in (poster, elsewhere):
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+def test_bad_input_gets_its_error_code_and_other_viewers_notice_nothing(
+    settings: Settings,
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    open_event = new_event()
+    private_event = new_event(anonymous_read=False)
+
+    async def scenario() -> None:
+        calm = await Client.open(gateways[0].url, token(settings, "calm"))
+        await calm.join(open_event)
+
+        c = await Client.open(gateways[0].url, token(settings, "noisy"))
+        await c.ws.send("{not json")
+        assert (await c.wait_for(lambda f: f["type"] == "error"))["code"] == "bad_json"
+        await c.ws.send(b"\x00\x01")
+        await c.wait_for(lambda f: f.get("code") == "binary_not_supported")
+        await c.send({"type": "dance"})
+        await c.wait_for(lambda f: f.get("code") == "unknown_type")
+        await c.send({"type": "join"})
+        await c.wait_for(lambda f: f.get("code") == "missing_field")
+        reply = await c.join("no-such-event-" + uuid.uuid4().hex[:6])
+        assert reply["code"] == "event_not_found"
+        reply = await c.post(open_event, " \u200b ")
+        assert reply["code"] == "empty_text"
+        reply = await c.post(open_event, "x" * 600)
+        assert reply["code"] == "text_too_long"
+        assert (await c.join(open_event))["type"] == "joined"  # still up
+
+        anon = await Client.open(gateways[1].url)
+        reply = await anon.post(open_event, "hello")
+        assert reply["code"] == "not_authorized"
+        reply = await anon.join(private_event)
+        assert reply["code"] == "not_authorized"
+        await anon.close()
+
+        forged = mint_token(settings.model_copy(update={"gateway_jwt_secret": "x" * 40}), "eve")
+        bad = await Client.open(gateways[0].url, forged)
+        assert (await bad.wait_for(lambda f: f["type"] == "error"))["code"] == "bad_token"
+        assert (await bad.wait_closed())[0] == 4003
+
+        expired = mint_token(settings, "late", ttl_s=-10)
+        old = await Client.open(gateways[0].url, expired)
+        assert (await old.wait_for(lambda f: f["type"] == "error"))["code"] == "token_expired"
+        assert (await old.wait_closed())[0] == 4002
+
+        big = await Client.open(gateways[0].url, token(settings, "big"))
+        await big.ws.send(json.dumps({"type": "post", "event_id": open_event, "text": "x" * 5000}))
+        assert (await big.wait_closed())[0] == 1009
+
+        silent = await Client.open(gateways[0].url, auth=False)
+        code, _ = await silent.wait_closed(within_s=15)
+        assert code == 4001  # no auth within 5 s
+
+        assert [f for f in calm.frames if f["type"] == "error"] == []
+        await calm.send({"type": "ping", "id": "still-there"})
+        await calm.wait_for(lambda f: f.get("id") == "still-there")
+        for x in (calm, c):
+            await x.close()
+
+    asyncio.run(scenario())
+
+
+def test_drain_tells_viewers_to_reconnect_then_closes_with_1001_and_loses_no_acked_comment(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+    draining = start_gateway(
+        settings, {"LIVECOMMENTS_GATEWAY_DRAIN_S": "3", "LIVECOMMENTS_GATEWAY_FORCE_CLOSE_S": "2"}
+    )
+
+    async def scenario() -> None:
+        viewer = await Client.open(draining.url, token(settings, "drained"))
+        poster = await Client.open(draining.url, token(settings, "drain-poster"))
+        await viewer.join(event_id)
+        acked: list[str] = []
+
+        async def post_until_closed() -> None:
+            i = 0
+            # Under the per-user limit of 60 a minute: every ack must be publishable.
+            while poster.closed is None and i < 50:
+                try:
+                    reply = await poster.post(event_id, text(i))
+                except (AssertionError, ConnectionClosed):
+                    return
+                if reply["type"] == "ack":
+                    acked.append(reply["comment_id"])
+                i += 1
+                await asyncio.sleep(0.05)
+
+        posting = asyncio.create_task(post_until_closed())
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        draining.signal(signal.SIGTERM)
+        notice = await viewer.wait_for(lambda f: f["type"] == "reconnect", within_s=10)
+        assert 0 <= notice["after_ms"] <= 3000
+        code, _ = await viewer.wait_closed(within_s=15)
+        assert code == 1001
+        assert time.monotonic() - started < 3 + 2 + 2
+        await asyncio.wait([posting], timeout=15)
+        assert acked, "some posts were acked before the drain"
+
+        # Every acked comment is published (the live tier has each, once).
+        r = redis.Redis.from_url(settings.redis_address)
+        deadline = time.monotonic() + 180
+        published: list[str] = []
+        while time.monotonic() < deadline:
+            entries = r.xrange(stream_key(event_id))
+            published = [json.loads(f[b"data"])["comment_id"] for _, f in entries]
+            if set(acked) <= set(published):
+                break
+            await asyncio.sleep(0.2)
+        r.close()
+        assert set(acked) <= set(published)
+        assert len(published) == len(set(published))
+
+    try:
+        asyncio.run(scenario())
+        try:
+            draining.proc.wait(20)  # the drain ends the process by itself
+        except subprocess.TimeoutExpired:
+            tail = draining.log.read_text()[-3000:]
+            pytest.fail(f"gateway still running after its drain: {tail}")
+    finally:
+        draining.stop()
+    assert draining.proc.returncode == 0, draining.log.read_text()[-3000:]

@@ -1,0 +1,276 @@
+"""Delivery without servers: frames, resume arithmetic, the slow-consumer policy, top mode,
+comment ids and the envelope check."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from connectors.cassandra_store import StoredComment
+from gateways import posting
+from gateways.fanout import Feed, Hub, Subscription, build_frames, rank
+from gateways.history import Entry, RecentCache, holes, id_key, parse_entry, stored_entry
+from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfile
+from topologies.stages.validate import Limits
+
+
+def comment(position: int, previous: int | None, **fields: Any) -> Entry:
+    data = {
+        "comment_id": f"c{position}",
+        "event_id": "e",
+        "position": position,
+        "previous_position": previous,
+        "epoch": 1,
+        **fields,
+    }
+    return parse_entry(f"{position + 1}-0", {b"type": b"comment", b"data": json.dumps(data)})
+
+
+def retract(after_position: int, seq: int = 1) -> Entry:
+    data = json.dumps({"comment_id": "c", "position": after_position})
+    return parse_entry(f"{after_position + 1}-{seq}", {"type": "retract", "data": data})
+
+
+def test_holes_finds_where_previous_position_does_not_match_what_came_before() -> None:
+    chain = [comment(10, 7), comment(12, 10), comment(20, 15)]
+    assert holes(chain, 7) == [(12, 20)]
+    assert holes(chain, 5) == [(5, 10), (12, 20)]
+    assert holes([comment(3, None)], None) == []
+    assert holes([comment(3, 1)], None) == [(None, 3)]
+    assert holes([retract(3)], 1) == []
+
+
+def test_recent_cache_answers_only_for_ranges_it_saw_whole() -> None:
+    cache = RecentCache(keep_s=60)
+    cache.start_at("11-0")
+    cache.add([comment(11, 10), comment(12, 11), retract(12)], now=100.0)
+    assert cache.after(id_key("11-0"), id_key("99-0")) is not None
+    got = cache.after(id_key("11-0"), id_key("99-0"))
+    assert got is not None and [e.stream_id for e in got] == ["12-0", "13-0", "13-1"]
+    assert cache.after(id_key("5-0"), id_key("99-0")) is None  # older than the cache
+    cache.add([comment(13, 12)], now=200.0)  # the first three age out
+    assert cache.after(id_key("12-0"), id_key("99-0")) is None
+    assert [e.position for e in cache.after(id_key("13-1"), id_key("99-0")) or []] == [13]
+
+
+def test_stored_rows_become_the_same_json_as_live_entries_and_removed_ones_keep_their_place() -> (
+    None
+):
+    row = StoredComment(
+        "e", 5, 3, 1, "c5", "u", "U", ("moderator",), (), "hi", None, "en", 10, 20, False
+    )
+    e = stored_entry(row)
+    assert (e.stream_id, e.position, e.previous_position) == ("6-0", 5, 3)
+    assert json.loads(e.data)["text"] == "hi"
+    removed = stored_entry(
+        StoredComment("e", 6, 5, 1, "c6", "u", "U", (), (), "bad", None, None, 1, 2, True)
+    )
+    assert json.loads(removed.data) == {
+        "comment_id": "c6",
+        "event_id": "e",
+        "position": 6,
+        "previous_position": 5,
+        "epoch": 1,
+        "removed": True,
+    }
+
+
+def test_frames_split_comment_and_retraction_runs_and_keep_the_bytes_of_each_item() -> None:
+    entries = [comment(1, None), comment(2, 1), retract(2), comment(4, 2)]
+    frames = build_frames("e", entries)
+    assert [f.kind for f in frames] == ["comments", "retracted", "comments"]
+    first = json.loads(frames[0].data)
+    assert first["type"] == "comments" and [i["position"] for i in first["items"]] == [1, 2]
+    assert frames[0].data.count(entries[0].data.encode()) == 1
+    assert (frames[0].first, frames[0].last, frames[0].comments) == ((2, 0), (3, 0), 2)
+
+
+@dataclass
+class FakeViewer:
+    capacity: int = 4
+    queue: list[bytes] = field(default_factory=list)
+    closed: bool = False
+    posted: set[str] = field(default_factory=set)
+    user_id: str = "v"
+
+    def offer(self, data: bytes, comments: int, kind: str) -> bool:
+        if len(self.queue) >= self.capacity:
+            return False
+        self.queue.append(data)
+        return True
+
+    def room(self) -> int:
+        return self.capacity - len(self.queue)
+
+    def close_slow(self) -> None:
+        self.closed = True
+
+
+def hub(**kw: Any) -> Hub:
+    options: dict[str, Any] = {
+        "tick_ms": 50,
+        "recent_s": 60,
+        "top_per_s": 20,
+        "slow_disconnect_s": 30,
+    }
+    options.update(kw)
+    return Hub(None, None, **options)  # type: ignore[arg-type]
+
+
+def attach(h: Hub, viewer: FakeViewer, mode: str = "all") -> Feed:
+    feed = h.feeds.setdefault("e", Feed("e", 60))
+    feed.ready.set()
+    feed.subs[id(viewer)] = Subscription(viewer, "e", mode, live=True)  # type: ignore[arg-type]
+    return feed
+
+
+def test_every_viewer_gets_the_very_same_bytes() -> None:
+    h = hub()
+    a, b = FakeViewer(), FakeViewer()
+    feed = attach(h, a)
+    attach(h, b)
+    h._deliver(feed, [comment(1, None), comment(2, 1)])
+    assert a.queue == b.queue and len(a.queue) == 1
+    assert a.queue[0] is b.queue[0]
+
+
+def test_a_slow_viewer_is_skipped_forward_with_a_gap_notice_then_disconnected() -> None:
+    h = hub(slow_disconnect_s=0.2)
+    slow = FakeViewer(capacity=2)
+    feed = attach(h, slow)
+    for p in range(1, 5):
+        h._deliver(feed, [comment(p, p - 1 if p > 1 else None)])
+    assert len(slow.queue) == 2  # frames 3 and 4 were dropped
+    slow.queue.clear()  # the client caught up
+    h._deliver(feed, [comment(5, 4)])
+    notice = json.loads(slow.queue[0])
+    assert notice == {
+        "type": "gap",
+        "event_id": "e",
+        "epoch": 1,
+        "position": 2,
+        "reason": "slow_consumer",
+    }
+    assert json.loads(slow.queue[1])["items"][0]["position"] == 5
+    # Behind again and staying behind past the limit: closed.
+    for p in range(6, 9):
+        h._deliver(feed, [comment(p, p - 1)])
+    time.sleep(0.25)
+    h._deliver(feed, [comment(9, 8)])
+    assert slow.closed
+
+
+def test_frames_arriving_during_a_join_are_held_then_sent_without_what_the_backlog_had() -> None:
+    h = hub()
+    v = FakeViewer(capacity=10)
+    feed = attach(h, v)
+    feed.subs[id(v)].live = False
+    h._deliver(feed, [comment(1, None), comment(2, 1)])
+    h._deliver(feed, [comment(3, 2)])
+    assert v.queue == []
+    h.go_live(v, "e", id_key("2-0"), 1, 1)  # the backlog ended at position 1
+    got = [i["position"] for f in v.queue for i in json.loads(f)["items"]]
+    assert got == [2, 3]
+
+
+def test_top_mode_sends_a_ranked_subset_of_a_hot_event_and_replies_to_the_viewer() -> None:
+    h = hub(top_per_s=20)  # one comment per 50 ms tick
+    everything, top = FakeViewer(capacity=100), FakeViewer(capacity=100)
+    top.posted = {"mine"}
+    feed = attach(h, everything)
+    attach(h, top, "top")
+    feed.hot = True
+    batch = [
+        comment(1, None),
+        comment(2, 1, badges=["verified"]),
+        comment(3, 2, roles=["moderator"]),
+        comment(4, 3, reply_to="mine"),
+        comment(5, 4),
+    ]
+    h._deliver(feed, batch)
+    seen_all = [i["position"] for f in everything.queue for i in json.loads(f)["items"]]
+    seen_top = [i["position"] for f in top.queue for i in json.loads(f)["items"]]
+    assert seen_all == [1, 2, 3, 4, 5]
+    assert seen_top == [3, 4]  # the moderator always; the reply to the viewer's comment
+    assert rank(batch[2]) > rank(batch[1]) > rank(batch[3]) > rank(batch[0])
+
+
+def test_an_event_turns_hot_above_its_rate_and_cools_with_hysteresis() -> None:
+    feed = Feed("e", 60)
+    feed.hot_rate = 100
+    for _ in range(40):
+        feed._update_rate(10, 0.05)  # 200/s
+    assert feed.hot
+    for _ in range(40):
+        feed._update_rate(5, 0.05)  # 100/s: no longer above the rate, still above 80 %
+    assert feed.hot
+    for _ in range(40):
+        feed._update_rate(2, 0.05)  # 40/s
+    assert not feed.hot
+
+
+def test_comment_ids_are_ulids_ordered_by_time() -> None:
+    ids = [posting.new_comment_id(ms) for ms in (1000, 1001, 2**40)]
+    assert all(len(i) == 26 for i in ids)
+    assert ids == sorted(ids)
+    assert len({posting.new_comment_id(5) for _ in range(1000)}) == 1000
+
+
+def submitted(text: str = "hello") -> CommentSubmitted:
+    return CommentSubmitted(
+        comment_id=posting.new_comment_id(),
+        event_id="e",
+        user_id="u",
+        text=text,
+        submitted_at=int(time.time() * 1000),
+        gateway_id="gw",
+    )
+
+
+def live(**kw: Any) -> LiveEvent:
+    return LiveEvent(
+        event_id="e", title="t", status=EventStatus.LIVE, created_at=0, updated_at=0, **kw
+    )
+
+
+@pytest.mark.parametrize(
+    ("comment", "event", "user", "code"),
+    [
+        (submitted(" \u200b "), live(), None, "empty_text"),
+        (submitted("x" * 501), live(), None, "text_too_long"),
+        (submitted(), None, None, "event_not_found"),
+        (
+            submitted(),
+            LiveEvent(
+                event_id="e", title="t", status=EventStatus.ENDED, created_at=0, updated_at=0
+            ),
+            None,
+            "event_not_live",
+        ),
+        (
+            submitted(),
+            live(),
+            UserProfile(user_id="u", display_name="U", banned=True, updated_at=0),
+            "user_banned",
+        ),
+        (submitted(), live(members_only=True), None, "members_only"),
+    ],
+)
+def test_the_envelope_check_uses_the_pipelines_codes(
+    comment: CommentSubmitted, event: LiveEvent | None, user: UserProfile | None, code: str
+) -> None:
+    with pytest.raises(posting.PostError) as e:
+        posting.check_envelope(comment, event=event, user=user, limits=Limits())
+    assert e.value.code == code
+
+
+def test_the_envelope_check_normalises_the_text() -> None:
+    c = posting.check_envelope(
+        submitted("  hi\u200b  there "), event=live(), user=None, limits=Limits()
+    )
+    assert c.text == "hi there"
+
