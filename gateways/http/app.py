@@ -205,7 +205,11 @@ class Guard:
             await self.app(scope, _replay(body), sending)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None)
+            if template is None:
+                template = "unmatched"
+            elif template == "":
+                template = "/"  # the web page's static files
             method = scope.get("method", "")
             REQUESTS.labels(template, method, str(status[0])).inc()
             LATENCY.labels(template, method).observe(time.perf_counter() - started)

@@ -1,0 +1,246 @@
+"""The web page end to end: headless Chromium (Debian's package, driven by Playwright)
+against a real API, a real gateway and real workers on the real stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from test_api import ApiProcess, bearer, free_port, pipeline, start_api
+
+from deploy.settings import Settings
+from perf.processes import Worker
+
+__all__ = ["pipeline"]  # the module-scoped workers fixture of test_api
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
+    """(width, height, rows of RGB(A) bytes) of an 8-bit, non-interlaced PNG — what
+    Chromium's screenshots are. Enough to look at the pixels without an image library."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat = 8, b""
+    width = height = channels = 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and interlace == 0 and color in (2, 6), (depth, color, interlace)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        start = y * (stride + 1)
+        kind = raw[start]
+        line = bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up = prev[i]
+            up_left = prev[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - up_left
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+                pred = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
+                line[i] = (line[i] + pred) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, rows
+
+
+def ink(png: bytes) -> tuple[float, int]:
+    """Share of pixels that differ from the most common colour, and how many colours."""
+    width, _, rows = decode_png(png)
+    channels = len(rows[0]) // width
+    counts: dict[bytes, int] = {}
+    for row in rows[::2]:
+        for x in range(0, width * channels, channels * 2):
+            px = row[x : x + 3]
+            counts[px] = counts.get(px, 0) + 1
+    total = sum(counts.values())
+    return 1 - max(counts.values()) / total, len(counts)
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        logs = settings.state_path / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log = logs / f"web-gateway-{self.port}.log"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "deploy.cli", "gateway", "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, "LIVECOMMENTS_GATEWAY_PRESENCE_INTERVAL_S": "1"},
+            )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.log.read_text()[-2000:]}")
+            try:
+                r = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                if r.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise TimeoutError(f"gateway not ready; see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def gateway(stack: Settings) -> Iterator[Gateway]:
+    g = Gateway(stack)
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def web_api(stack: Settings, gateway: Gateway) -> Iterator[ApiProcess]:
+    api = start_api(
+        stack,
+        {
+            "LIVECOMMENTS_API_DEV_TOKENS": "1",
+            "LIVECOMMENTS_API_GATEWAY_URL": f"ws://127.0.0.1:{gateway.port}/",
+        },
+    )
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), "Debian's chromium is missing: apt-get install -y chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def sign_in(page: Any, user: str, *, moderator: bool = False) -> None:
+    page.fill("#user", user)
+    if moderator:
+        page.check("#as-moderator")
+    page.click("#signin button[type=submit]")
+    page.wait_for_selector(f"#who:has-text('Signed in as {user}')", timeout=20_000)
+    page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
+
+
+def test_the_page_shows_live_comments_presence_and_removals(
+    web_api: ApiProcess,
+    gateway: Gateway,
+    browser: Any,
+    settings: Settings,
+    pipeline: list[Worker],
+) -> None:
+    http = httpx.Client(base_url=web_api.url, timeout=35)
+    event_id = f"web-{uuid.uuid4().hex[:10]}"
+    r = http.post(
+        "/v1/events",
+        json={"event_id": event_id, "title": "Web page test"},
+        headers=bearer(settings, "mod-web", "moderator"),
+    )
+    assert r.status_code == 201, r.text
+    assert http.get("/v1/dev/token", params={"user": "x"}).status_code == 200
+
+    viewer = browser.new_page(viewport={"width": 1100, "height": 800})
+    console: list[str] = []
+    viewer.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    viewer.goto(f"{web_api.url}/?event={event_id}")
+    viewer.wait_for_selector("#connection[data-state=live]", timeout=30_000)
+    assert "Web page test" in viewer.inner_text("#event-title")
+
+    # Post from the page (over the WebSocket): pending at once, then published.
+    sign_in(viewer, "alice")
+    viewer.fill("#text", "Hello from the browser")
+    viewer.press("#text", "Enter")
+    mine = "#comments li:has-text('Hello from the browser')"
+    viewer.wait_for_selector(mine, timeout=10_000)
+    viewer.wait_for_selector(f"{mine}[data-state=published]", timeout=60_000)
+
+    # A comment posted elsewhere (HTTP) arrives live.
+    r = http.post(
+        f"/v1/events/{event_id}/comments",
+        json={"text": "Spam from bob"},
+        headers=bearer(settings, "bob"),
+    )
+    assert r.status_code == 202, r.text
+    bobs = f"#comments li[data-comment-id='{r.json()['comment_id']}']"
+    viewer.wait_for_selector(f"{bobs}[data-state=published]", timeout=60_000)
+
+    # A moderator's page removes bob's comment; it disappears from the viewer's page.
+    moderator = browser.new_page()
+    moderator.goto(f"{web_api.url}/?event={event_id}")
+    sign_in(moderator, "mod-web", moderator=True)
+    moderator.wait_for_selector(f"{bobs} button.remove", timeout=30_000)
+
+    # Presence: both pages are counted (pushed at most every interval).
+    viewer.wait_for_function(
+        "Number(document.getElementById('viewers').textContent) >= 2", timeout=30_000
+    )
+
+    moderator.click(f"{bobs} button.remove")
+    viewer.wait_for_selector(bobs, state="detached", timeout=30_000)
+    assert viewer.is_visible(mine)
+
+    shot = viewer.screenshot(full_page=True)
+    (settings.state_path / "logs" / "web-page.png").write_bytes(shot)
+    share, colours = ink(shot)
+    assert share > 0.02 and colours > 8, f"the page looks blank ({share:.3f}, {colours} colours)"
+    blank = browser.new_page(viewport={"width": 1100, "height": 800})
+    blank.set_content("<html><body></body></html>")
+    blank_share, _ = ink(blank.screenshot())
+    assert blank_share < 0.001  # the check tells a blank page from a page with content
+    assert not [c for c in console if c.startswith("error")], console
+    http.close()
+
+
+def test_dev_tokens_are_off_unless_enabled(stack: Settings) -> None:
+    from test_api import start_api as start
+
+    api = start(stack)
+    try:
+        r = httpx.get(f"{api.url}/v1/dev/token", params={"user": "x"}, timeout=10)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+        page = httpx.get(f"{api.url}/", timeout=10)
+        assert page.status_code == 200 and "livecomments" in page.text
+    finally:
+        api.stop()
