@@ -32,6 +32,11 @@ record_age_seconds = Histogram(
     "how old a record is (Kafka timestamp) when its batch starts processing",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+offset_jumps = Counter(
+    "pipeline_offset_jumps_total",
+    "times a partition's records resumed past the next expected offset (must stay 0)",
+    ["partition"],
+)
 batch_retries = Counter(
     "pipeline_batch_retries_total", "batches that failed and were run again", ["agent"]
 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.kafka_admin import admin_client
@@ -45,13 +44,6 @@ def test_20000_comments_across_50_events_land_exactly_once_in_order(
     assert report.in_redis == 20_000
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug: on a fresh stack, 2 of 4 CI runs lost one contiguous range of a "
-    "partition (65 and 128 of 12,000; e.g. partition 2 offsets 7657-7797) after the kill, "
-    "none rejected; 3 local runs lost nothing. Cause not found yet (Faust rebalance "
-    "path); the guarantee is NOT proven for kill -9 until this passes reliably.",
-)
 def test_kill_9_of_one_worker_mid_load_loses_and_duplicates_nothing(
     settings: Settings, codec: AvroCodec, workers: list[Worker]
 ) -> None:
