@@ -298,6 +298,7 @@ class Runtime:
         self._counted: dict[int, int] = {}  # partition → last offset counted in windows
         self._next_offset: dict[int, int] = {}  # partition → offset expected next
         self._restarted: set[int] = set()  # partitions that did not continue where we left
+        self._holes: dict[int, int] = {}  # partition → offset last sought back to
         self._heads_checked: dict[int, set[str]] = {}  # events whose heads are verified
         self._ready: asyncio.Event | None = None
         self._starting: asyncio.Task[None] | None = None
@@ -344,13 +345,17 @@ class Runtime:
             self._next_offset[partition] = offset + 1
             keep.append(event)
         for tp, expected in holes.items():
-            log.error(
-                "%s[%d]: got offset past %d, the next one expected; seeking back",
-                tp.topic,
-                tp.partition,
-                expected,
-            )
-            M.offset_jumps.labels(str(tp.partition)).inc()
+            # Records already buffered past the hole keep coming until the seek lands:
+            # report each hole once.
+            if self._holes.get(tp.partition) != expected:
+                self._holes[tp.partition] = expected
+                log.error(
+                    "%s[%d]: records past offset %d, the next one expected; seeking back",
+                    tp.topic,
+                    tp.partition,
+                    expected,
+                )
+                M.offset_jumps.labels(str(tp.partition)).inc()
             await self.app.consumer.seek(tp, expected)
         return keep
 

@@ -34,7 +34,7 @@ record_age_seconds = Histogram(
 )
 offset_jumps = Counter(
     "pipeline_offset_jumps_total",
-    "times a partition's records resumed past the next expected offset (must stay 0)",
+    "holes seen in a partition's offsets, each sought back and re-read (should stay 0)",
     ["partition"],
 )
 batch_retries = Counter(
