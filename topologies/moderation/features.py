@@ -44,11 +44,11 @@ def markers(text: str) -> list[str]:
         out.append("__money__")
     if _LONG_NUMBER.search(text):
         out.append("__number__")
-    letters = [c for c in text if c.isalpha()]
-    if len(letters) >= 6 and sum(c.isupper() for c in letters) > 0.6 * len(letters):
+    letters = sum(map(str.isalpha, text))
+    if letters >= 6 and sum(map(str.isupper, text)) > 0.6 * letters:
         out.append("__caps__")
     if text and not text.isascii():
-        emoji = sum(1 for c in text if is_emoji(c))
+        emoji = sum(map(is_emoji, text))
         if emoji >= 3 and emoji > 0.3 * len(text.replace(" ", "")):
             out.append("__emoji__")
     if _STRETCH.search(text):

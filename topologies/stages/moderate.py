@@ -195,17 +195,18 @@ class RulesEngine:
                     reasons.append("link_not_allowed")
                     break
 
-        letters = [c for c in text if c.isalpha()]
-        if len(letters) >= 12:
-            upper = sum(1 for c in letters if c.isupper())
-            if upper / len(letters) > 0.8:
+        # map() over str methods: the per-character loops run in C (hot path).
+        letters = sum(map(str.isalpha, text))
+        if letters >= 12:
+            upper = sum(map(str.isupper, text))
+            if upper / letters > 0.8:
                 spam = max(spam, 0.65)
                 reasons.append("caps_flood")
         if _REPEAT.search(folded):
             spam = max(spam, 0.65)
             reasons.append("char_flood")
         if len(text) >= 10:
-            emoji = sum(1 for c in text if _is_emoji(c))
+            emoji = 0 if text.isascii() else sum(map(_is_emoji, text))
             if emoji >= 10 and emoji / len(text) > 0.6:
                 spam = max(spam, 0.65)
                 reasons.append("emoji_flood")
@@ -293,8 +294,11 @@ class _Lexicon:
         for tok in tokens:
             if tok in self.severe:
                 return True
-            if tok != squeeze(tok) and squeeze(tok) in self.severe_squeezed:
-                return True
+            # Only a word with a repeated letter can be a stretched one.
+            if len(set(tok)) < len(tok):
+                squeezed = squeeze(tok)
+                if squeezed != tok and squeezed in self.severe_squeezed:
+                    return True
         return any(tok in self.severe or tok in self.obfuscated for tok in raw_tokens)
 
     def mild_hit(self, tokens: list[str], skel: str, language: str | None) -> bool:
