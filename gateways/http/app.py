@@ -58,6 +58,7 @@ WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web"
 EVENT_BODY_MAX: Final = 64 * 1024  # event settings carry term lists; comments are small
 READ_TIMEOUT_S: Final = 5.0
 CHECK_TIMEOUT_S: Final = 2.0
+SYNC_FRESH_S: Final = 0.25
 
 REQUESTS = Counter(
     "api_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"]
@@ -93,6 +94,8 @@ class Backends:
         self.writer: Any = None
         self.poster: Poster | None = None
         self.admin: Any = None
+        self._sync: asyncio.Task[bool] | None = None
+        self._synced_at = float("-inf")
 
     async def start(self) -> None:
         from connectors.cassandra_store import CommentStore
@@ -139,9 +142,26 @@ class Backends:
         """The event's current settings; one catch-up with events.settings if unknown."""
         event: LiveEvent | None = self.state.event(event_id)
         if event is None:
-            await self.state.sync(timeout_s=2.0)
+            await self.catch_up()
             event = self.state.event(event_id)
         return None if event is None or event.deleted else event
+
+    async def catch_up(self) -> None:
+        """Read events.settings up to its end. Requests for unknown events share one
+        catch-up, and one that ended within ``SYNC_FRESH_S`` counts: a flood of made-up
+        event ids must not become a flood of offset requests to Kafka."""
+        loop = asyncio.get_running_loop()
+        if self._sync is None:
+            if loop.time() - self._synced_at < SYNC_FRESH_S:
+                return
+            self._sync = loop.create_task(self.state.sync(timeout_s=2.0))
+        task = self._sync
+        try:
+            await asyncio.shield(task)
+        finally:
+            if self._sync is task and task.done():
+                self._sync = None
+                self._synced_at = loop.time()
 
     async def checks(self) -> dict[str, str]:
         """Each server the API needs: "ok" or what failed."""
@@ -686,6 +706,9 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
     )
     async def create_event(body: m.EventCreate, authorization: Auth = None) -> Response:
         moderator(authorization)
+        # Up to the end of events.settings, however recent the last catch-up: creating
+        # over an event another process just made would reset its settings.
+        await backends.state.sync(timeout_s=5.0)
         if await backends.event(body.event_id) is not None:
             raise ApiError("event_exists", f"event {body.event_id!r} exists; PATCH it")
         now = now_ms()
