@@ -26,14 +26,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from connectors.redis_streams import stream_key
 from gateways import metrics as M
 from gateways import protocol as P
-from gateways.history import Entry, History, RecentCache, holes, parse_entry
+from gateways.history import Entry, History, RecentCache, Recovery, holes, parse_entry
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,17 @@ class Feed:
         self.hot_rate = 100.0
         self.top_budget = 0.0
         self.viewers_total: int | None = None  # presence across gateways
+        self._backlogs: dict[str, asyncio.Future[Recovery]] = {}
+        self.failed = False
+
+    async def shared_backlog(self, upto: str, read: Callable[[], Awaitable[Recovery]]) -> Recovery:
+        """The backlog up to ``upto``, read once for every join that asks for the same
+        one (single flight); viewers must not modify it."""
+        task = self._backlogs.get(upto)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(read())
+            self._backlogs = {upto: task}  # only the newest cursor is worth keeping
+        return await asyncio.shield(task)
 
     def _update_rate(self, comments: int, dt: float) -> None:
         if dt <= 0:
@@ -199,23 +210,31 @@ class Hub:
         """Attach ``viewer`` (not live yet: frames wait in its subscription until
         :meth:`go_live`). Returns the feed; ``feed.cursor`` right after this returns is
         the last stream id the backlog must cover."""
-        feed = self.feeds.get(event_id)
-        if feed is None:
-            feed = self.feeds[event_id] = Feed(event_id, self._recent_s)
-            feed.hot_rate = self._hot_rate_of(event_id)
-            M.events_followed.set(len(self.feeds))
-            try:
-                feed.cursor = await self._history.top_id(event_id)
-            except BaseException:
-                del self.feeds[event_id]
+        while True:
+            feed = self.feeds.get(event_id)
+            if feed is None:
+                feed = self.feeds[event_id] = Feed(event_id, self._recent_s)
+                feed.hot_rate = self._hot_rate_of(event_id)
                 M.events_followed.set(len(self.feeds))
-                raise
-            feed.cache.start_at(feed.cursor)
-            feed.ready.set()
-            self._changed.set()
-        await feed.ready.wait()
-        feed.subs[id(viewer)] = Subscription(viewer, event_id, mode)
-        return feed
+                try:
+                    feed.cursor = await self._history.top_id(event_id)
+                except BaseException:
+                    if self.feeds.get(event_id) is feed:
+                        del self.feeds[event_id]
+                    M.events_followed.set(len(self.feeds))
+                    feed.failed = True
+                    feed.ready.set()
+                    raise
+                feed.cache.start_at(feed.cursor)
+                feed.ready.set()
+                self._changed.set()
+            await feed.ready.wait()
+            # The feed may have failed, or lost its last viewer and been dropped, while
+            # this join waited: then start over with a new one.
+            if feed.failed or self.feeds.get(event_id) is not feed:
+                continue
+            feed.subs[id(viewer)] = Subscription(viewer, event_id, mode)
+            return feed
 
     def go_live(
         self,
@@ -242,7 +261,8 @@ class Hub:
         feed = self.feeds.get(event_id)
         if feed is None:
             return
-        feed.subs.pop(id(viewer), None)
+        if feed.subs.pop(id(viewer), None) is None:
+            return  # not subscribed (a join in progress may be creating the feed)
         if not feed.subs:
             del self.feeds[event_id]
             M.events_followed.set(len(self.feeds))

@@ -185,7 +185,12 @@ class Gateway:
         from topologies.state import GlobalState
 
         s = self.settings
-        self.redis = aioredis.Redis.from_url(s.redis_address, socket_timeout=10)
+        # Bounded and blocking: a flood of joins waits for a connection instead of
+        # opening thousands (Redis refuses past maxclients; the pool raised).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            s.redis_address, max_connections=64, timeout=20, socket_timeout=10
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         await self.redis.ping()
         self.codec = AvroCodec(s)
         await asyncio.to_thread(self.codec.register_all)
@@ -352,7 +357,11 @@ class Gateway:
             feed = await self.hub.subscribe(conn, req.event_id, req.mode)
             upto = feed.cursor
             if req.since is None:
-                recovery = await self.history.recent(req.event_id, upto)
+                # Viewers arriving together share one read (a flood of joins).
+                history = self.history
+                recovery = await feed.shared_backlog(
+                    upto, lambda: history.recent(req.event_id, upto)
+                )
             else:
                 recovery = await self.history.resume(
                     req.event_id, req.since.epoch, req.since.position, upto, feed.cache

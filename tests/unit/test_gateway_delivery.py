@@ -3,6 +3,7 @@ comment ids and the envelope check."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -274,3 +275,28 @@ def test_the_envelope_check_normalises_the_text() -> None:
     )
     assert c.text == "hi there"
 
+
+class SlowHistory:
+    """Answers the stream's top id after a pause, as Redis would under load."""
+
+    async def top_id(self, event_id: str) -> str:
+        await asyncio.sleep(0.01)
+        return "5-0"
+
+
+def test_viewers_joining_at_once_all_end_up_on_the_one_feed_of_the_event() -> None:
+    async def scenario() -> Hub:
+        h = Hub(None, SlowHistory(), tick_ms=50, recent_s=60, top_per_s=10, slow_disconnect_s=30)  # type: ignore[arg-type]
+        viewers = [FakeViewer() for _ in range(5)]
+
+        async def join(v: FakeViewer) -> None:
+            h.unsubscribe(v, "e")  # a join first drops an older subscription of its own
+            await h.subscribe(v, "e", "all")
+
+        await asyncio.gather(*(join(v) for v in viewers))
+        return h
+
+    h = asyncio.run(scenario())
+    assert list(h.feeds) == ["e"]
+    assert len(h.feeds["e"].subs) == 5
+    assert h.feeds["e"].cursor == "5-0"
