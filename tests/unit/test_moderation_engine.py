@@ -288,3 +288,45 @@ def test_the_moderate_command_answers_each_json_line() -> None:
     assert rows[0]["language"] == "en"
     assert set(rows[2]["scores"]) == {"spam", "toxicity"}
     assert "profanity" in rows[2]["reasons"]
+
+
+def test_the_pipeline_feeds_a_users_recent_posts_to_the_stage(engine: ModelEngine) -> None:
+    from topologies.pipeline import CommentProcessor, Incoming, history_key
+    from topologies.stages.validate import Limits, Post
+
+    spam = "check out my channel for daily highlights"
+
+    def incoming(offset: int, user: str) -> Incoming:
+        comment = CommentSubmitted(
+            comment_id=f"c-{offset}",
+            event_id="evt-1",
+            user_id=user,
+            text=spam,
+            submitted_at=1_000_000 + offset,
+            gateway_id="g",
+        )
+        return Incoming("comments.submitted", 0, offset, b"", comment)
+
+    stored: dict[str, tuple[Post, ...]] = {}
+    processor = CommentProcessor(engine, Limits())
+
+    def plan(batch: list[Incoming]) -> list[Decision]:
+        result = processor.plan(
+            batch,
+            events={"evt-1": EVENT}.get,
+            users=lambda _: None,
+            history=lambda k: stored.get(k, ()),
+            heads=lambda _: (),
+            epochs=lambda _: 1,
+            now_ms=2_000_000,
+        )
+        stored.update(result.histories)
+        return [m.decision for m in result.moderated]
+
+    # Within one batch, and across batches through the stored history (as the worker's
+    # user-in-event table): the third time is held, another user is not affected.
+    assert (
+        plan([incoming(1, "u-a"), incoming(2, "u-b"), incoming(3, "u-a")]) == [Decision.APPROVE] * 3
+    )
+    assert plan([incoming(4, "u-a")]) == [Decision.HOLD_FOR_REVIEW]
+    assert all(p.fingerprint for p in stored[history_key("evt-1", "u-a")])
