@@ -197,6 +197,11 @@ class Settings(BaseSettings):
         description="serve development tokens at /v1/dev/token for the web page "
         "(never in production)",
     )
+    api_cors_origins: str = Field(
+        "*",
+        description="comma-separated origins whose web apps may call the API from a browser "
+        "(`*`: any; empty: none); tokens travel in a header, never in cookies",
+    )
 
     @property
     def bootstrap_servers(self) -> str:

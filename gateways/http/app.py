@@ -27,6 +27,7 @@ from fastapi import FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -387,6 +388,25 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
         # type (curl -d) is no cross-site risk here, so it is read as JSON.
         strict_content_type=False,
     )
+
+    origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
+    if origins:
+        # Viewers' web apps on other origins post and read history from the browser.
+        # No credentials: the token is a header the app sets, so `*` is safe here.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "If-None-Match",
+            ],
+            expose_headers=["ETag", "Retry-After", "Location"],
+            max_age=600,
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> Response:

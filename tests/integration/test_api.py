@@ -414,3 +414,20 @@ def test_metrics_count_requests_by_route_template(http: httpx.Client) -> None:
     assert 'route="/v1/events/{event_id}"' in text
     assert "some-event-that-is-not-there" not in text
     assert "api_request_seconds_bucket" in text
+
+
+def test_web_apps_on_other_origins_may_call_the_api(http: httpx.Client) -> None:
+    preflight = http.options(
+        "/v1/events/any-event/comments",
+        headers={
+            "Origin": "https://viewer-app.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+    r = http.get("/v1/events", headers={"Origin": "https://viewer-app.example"})
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "etag" in r.headers["access-control-expose-headers"].lower()
