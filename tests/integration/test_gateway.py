@@ -572,3 +572,86 @@ def test_drain_tells_viewers_to_reconnect_then_closes_with_1001_and_loses_no_ack
     finally:
         draining.stop()
     assert draining.proc.returncode == 0, draining.log.read_text()[-3000:]
+
+
+def test_after_kill_9_of_its_gateway_a_viewer_resumes_on_another_gap_free(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+    doomed = start_gateway(settings)
+
+    async def scenario() -> None:
+        viewer = await Client.open(doomed.url, token(settings, "survivor"))
+        poster = await Client.open(gateways[0].url, token(settings, "poster-9"))
+        await viewer.join(event_id)
+        await poster.join(event_id)
+        sent: list[str] = []
+        for i in range(6):
+            sent.append((await poster.post(event_id, text(400 + i)))["comment_id"])
+        await viewer.wait_for(lambda _f: len(viewer.comments(event_id)) >= 3, within_s=180)
+        doomed.signal(signal.SIGKILL)
+        await viewer.wait_closed(within_s=30)
+        seen = viewer.comments(event_id)
+        for i in range(6, 12):
+            sent.append((await poster.post(event_id, text(400 + i)))["comment_id"])
+        await poster.wait_for(
+            lambda _f: sent[-1] in {x["comment_id"] for x in poster.comments(event_id)},
+            within_s=180,
+        )
+        back = await Client.open(gateways[1].url, token(settings, "survivor"))
+        last = seen[-1]
+        joined = await back.join(
+            event_id, since={"epoch": last["epoch"], "position": last["position"]}
+        )
+        assert joined["complete"] is True
+        resumed = [x["comment_id"] for x in back.comments(event_id)]
+        assert [x["comment_id"] for x in seen] + resumed == sent
+        for c in (back, poster):
+            await c.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        doomed.stop()
+
+
+def test_presence_counts_viewers_across_gateways_and_metrics_are_served(
+    settings: Settings,
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+
+    async def scenario() -> None:
+        viewers = [
+            await Client.open(gateways[i % 2].url, token(settings, f"p-{i}")) for i in range(5)
+        ]
+        for v in viewers:
+            await v.join(event_id)
+        # Within two presence intervals every viewer hears the total over both gateways.
+        for v in viewers:
+            await v.wait_for(lambda f: f["type"] == "presence" and f["viewers"] == 5, within_s=15)
+        for v in viewers[:3]:
+            await v.close()
+        await viewers[3].wait_for(
+            lambda f: f["type"] == "presence" and f["viewers"] == 2, within_s=15
+        )
+        for v in viewers[3:]:
+            await v.close()
+
+    asyncio.run(scenario())
+    text_metrics = httpx.get(f"http://127.0.0.1:{gateways[0].port}/metrics", timeout=5).text
+    for name in (
+        "websocket_connections_by_server",
+        "gateway_frames_out_total",
+        "gateway_bytes_out_total",
+        "gateway_comment_deliveries_total",
+        "gateway_queue_drops_total",
+        "gateway_auth_failures_total",
+        "gateway_delivery_seconds_bucket",
+        "cache_hit_ratio_by_tier",
+    ):
+        assert name in text_metrics, name
