@@ -136,10 +136,18 @@ function send(frame) {
 }
 
 function join(eventId) {
-  const frame = { type: "join", event_id: eventId, id: nextId("j") };
+  const frame = { type: "join", event_id: eventId, mode: mode(), id: nextId("j") };
   const since = state.last[eventId];
   if (since && since.position != null) frame.since = since;
   send(frame);
+}
+
+function mode() {
+  return $("top").checked ? "top" : "all";
+}
+
+function showHot(hot) {
+  $("hot").hidden = !hot;
 }
 
 function remember(eventId, epoch, position) {
@@ -156,6 +164,7 @@ function onFrame(f) {
       break;
     case "joined":
       remember(f.event_id, f.epoch, f.position);
+      showHot(f.hot);
       if (f.truncated) join(f.event_id); // a long absence: page on
       else setConnection("live", "live");
       break;
@@ -165,6 +174,9 @@ function onFrame(f) {
         showComment(c, false);
         remember(c.event_id, c.epoch, c.position);
       }
+      break;
+    case "mode":
+      showHot(f.hot);
       break;
     case "retracted":
       if (f.event_id === state.eventId) f.items.forEach(retract);
@@ -195,7 +207,7 @@ function onFrame(f) {
       }
       break;
     default:
-      break; // ack, left, mode, pong: nothing to show
+      break; // ack, left, pong: nothing to show
   }
 }
 
@@ -341,6 +353,10 @@ async function main() {
     watch(typed || $("event").value);
   });
   $("event").addEventListener("change", () => watch($("event").value));
+  // Top mode (docs/protocol.md): a ranked subset while the event is above its hot rate.
+  $("top").addEventListener("change", () => {
+    if (state.eventId) send({ type: "mode", event_id: state.eventId, mode: mode(), id: nextId("m") });
+  });
   $("signin").addEventListener("submit", async (e) => {
     e.preventDefault();
     try {

@@ -217,6 +217,12 @@ def test_the_page_shows_live_comments_presence_and_removals(
         "Number(document.getElementById('viewers').textContent) >= 2", timeout=30_000
     )
 
+    # Top mode is a view the viewer asks for; the event is quiet, so nothing is hidden.
+    viewer.check("#top")
+    viewer.wait_for_timeout(500)
+    assert viewer.inner_text("#notice") == ""
+    assert viewer.is_hidden("#hot")
+
     moderator.click(f"{bobs} button.remove")
     viewer.wait_for_selector(bobs, state="detached", timeout=30_000)
     assert viewer.is_visible(mine)
