@@ -14,6 +14,7 @@ client whose epoch is not the event's current one gets a fresh backlog and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import deque
@@ -182,14 +183,142 @@ def id_key(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+class ReplayTier:
+    """The fallback: ``comments.published`` in Kafka (24 h retention), for a range that
+    neither Redis nor Cassandra can give (Cassandra down, or behind).
+
+    An event's comments sit in one partition (key ``event_id``, murmur2 like every
+    producer of the project), in position order: positions are offsets of the same
+    partition of ``comments.submitted``, published in that order. A binary search by
+    offset finds the first record past the range's start (a replayed batch can put a few
+    older positions later, so the scan starts a margin before it and drops duplicates),
+    then the partition is read forward, keeping the event's records in the range.
+    """
+
+    MARGIN = 2000
+
+    def __init__(self, bootstrap_servers: str, codec: Any, topic: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._codec = codec
+        self._topic = topic
+
+    async def between(
+        self, event_id: str, after: int | None, before: int | None, limit: int
+    ) -> list[Entry]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.partitioner import murmur2
+
+        from connectors.redis_streams import comment_json
+        from schemas.records import CommentPublished
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(self._topic) or set()
+            if not partitions:
+                partitions = set(await _partitions(consumer, self._topic))
+            tp = TopicPartition(
+                self._topic, (murmur2(event_id.encode()) & 0x7FFFFFFF) % len(partitions)
+            )
+            consumer.assign([tp])
+            low = (await consumer.beginning_offsets([tp]))[tp]
+            high = (await consumer.end_offsets([tp]))[tp]
+
+            async def position_at(offset: int) -> int | None:
+                consumer.seek(tp, offset)
+                batch = await consumer.getmany(tp, timeout_ms=5000, max_records=1)
+                records = batch.get(tp) or []
+                if not records:
+                    return None
+                record = self._codec.decode_as(records[0].value, CommentPublished)
+                return int(record.position)
+
+            start = -1 if after is None else after
+            lo, hi = low, high
+            while lo < hi:  # first offset whose position is past ``start``
+                mid = (lo + hi) // 2
+                pos = await position_at(mid)
+                if pos is None or pos > start:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            consumer.seek(tp, max(low, lo - self.MARGIN))
+            found: dict[int, Entry] = {}
+            done = False
+            while not done:
+                batch = await consumer.getmany(tp, timeout_ms=2000, max_records=2000)
+                records = batch.get(tp) or []
+                if not records:
+                    break
+                for r in records:
+                    if r.key != event_id.encode():
+                        if r.offset >= high - 1:
+                            done = True
+                        continue
+                    c = self._codec.decode_as(r.value, CommentPublished)
+                    if c.position > start and (before is None or c.position < before):
+                        data = comment_json(c)
+                        found.setdefault(
+                            c.position,
+                            Entry(
+                                entry_id(c.position),
+                                "comment",
+                                data,
+                                c.position,
+                                c.previous_position,
+                                c.epoch,
+                                json.loads(data),
+                            ),
+                        )
+                    if (before is not None and c.position >= before) or r.offset >= high - 1:
+                        done = True
+                if len(found) > limit:
+                    break
+            return [found[p] for p in sorted(found)][:limit]
+        finally:
+            await consumer.stop()
+
+
+async def _partitions(consumer: Any, topic: str) -> list[int]:
+    await consumer._client.force_metadata_update()
+    return sorted(consumer.partitions_for_topic(topic) or [])
+
+
 class History:
     """Reads of one event's log across the tiers (``store`` is a ``CommentStore``)."""
 
-    def __init__(self, redis: Any, store: Any, *, backlog: int, recovery_max: int) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        store: Any,
+        *,
+        backlog: int,
+        recovery_max: int,
+        replay: ReplayTier | None = None,
+        store_timeout_s: float = 3.0,
+    ) -> None:
         self._redis = redis
         self._store = store
+        self._replay = replay
+        self._store_timeout = store_timeout_s
         self.backlog = backlog
         self.recovery_max = recovery_max
+
+    async def _store_after(self, event_id: str, after: int, limit: int) -> list[Any] | None:
+        """Cassandra's rows after ``after``; None when it does not answer in time (its
+        client retries forever, which a viewer must not wait for)."""
+        try:
+            rows: list[Any] = await asyncio.wait_for(
+                self._store.after(event_id, after, limit), self._store_timeout
+            )
+            return rows
+        except Exception:  # TimeoutError included
+            return None
 
     async def top_id(self, event_id: str) -> str:
         """The stream's newest entry id ("0-0" when empty): where live reading starts."""
@@ -205,7 +334,12 @@ class History:
                 return e.epoch, e.position
         if self._store is None:
             return None, None
-        rows = await self._store.before(event_id, FAR_POSITION, 1)
+        try:
+            rows = await asyncio.wait_for(
+                self._store.before(event_id, FAR_POSITION, 1), self._store_timeout
+            )
+        except Exception:
+            return None, None
         return (rows[0].epoch, rows[0].position) if rows else (None, None)
 
     async def recent(self, event_id: str, upto: str, count: int | None = None) -> Recovery:
@@ -225,7 +359,13 @@ class History:
         # The stream may be short (new, trimmed or lost): older ones from Cassandra.
         if len(comments) < want and self._store is not None:
             below = comments[0].position if comments else upto_position(upto)
-            rows = await self._store.before(event_id, below, want - len(comments))
+            try:
+                rows = await asyncio.wait_for(
+                    self._store.before(event_id, below, want - len(comments)),
+                    self._store_timeout,
+                )
+            except Exception:  # a shorter backlog rather than a join that hangs
+                rows = []
             older = [stored_entry(r) for r in reversed(rows)]
             tiers["cassandra"] = len(older)
             entries = older + entries
@@ -281,10 +421,17 @@ class History:
                 oldest: Any = await self._redis.xrange(stream_key(event_id), count=1)
                 reaches_back = bool(oldest) and id_key(oldest[0][0].decode()) <= start
                 if not reaches_back or not newest:
+                    lost = not any(
+                        parse_entry(i, f).kind == "comment"
+                        for i, f in await self._redis.xrevrange(
+                            stream_key(event_id), max=upto, count=20
+                        )
+                    )
                     entries = await self._cassandra_after(
-                        event_id, since_position, upto_position(upto), tiers
+                        event_id, since_position, upto_position(upto), tiers, lost=lost
                     )
         filled = await self.fill_holes(event_id, entries, since_position, tiers)
+        whole = not holes(filled, since_position)
         truncated = sum(1 for e in filled if e.kind == "comment") > self.recovery_max
         if truncated:
             kept = 0
@@ -298,39 +445,78 @@ class History:
         last = _last_comment(filled)
         return Recovery(
             filled,
-            complete=not truncated,
+            complete=whole and not truncated,
             truncated=truncated,
             epoch=epoch if last is None else last.epoch,
             position=since_position if last is None else last.position,
+            reason=None if whole else "history_unavailable",
             tiers=tiers,
         )
 
     async def _cassandra_after(
-        self, event_id: str, after: int, upto: int | None, tiers: dict[str, int]
+        self, event_id: str, after: int, upto: int | None, tiers: dict[str, int], *, lost: bool
     ) -> list[Entry]:
-        if self._store is None:
-            return []
-        rows = await self._store.after(event_id, after, self.recovery_max + 1)
-        found = [stored_entry(r) for r in rows if upto is None or r.position <= upto]
-        tiers["cassandra"] = tiers.get("cassandra", 0) + len(found)
+        """Comments after ``after`` from Cassandra; with ``lost`` (the Redis stream has
+        no comment at all: Redis lost it), Kafka is asked for anything past what
+        Cassandra has, since nothing else could show that Cassandra is behind."""
+        found: list[Entry] = []
+        answered = False
+        if self._store is not None:
+            rows = await self._store_after(event_id, after, self.recovery_max + 1)
+            if rows is not None:
+                answered = True
+                found = [stored_entry(r) for r in rows if upto is None or r.position <= upto]
+                tiers["cassandra"] = tiers.get("cassandra", 0) + len(found)
+        if self._replay is not None and (lost or not answered):
+            start = found[-1].position if found and found[-1].position is not None else after
+            before = None if upto is None or upto >= FAR_POSITION else upto + 1
+            more = await self._replay.between(event_id, start, before, self.recovery_max + 1)
+            tiers["kafka"] = tiers.get("kafka", 0) + len(more)
+            found = _merge(found, more)
         return found
 
     async def fill_holes(
         self, event_id: str, entries: list[Entry], since: int | None, tiers: dict[str, int]
     ) -> list[Entry]:
+        """``entries`` with the holes of their ``previous_position`` chain filled from
+        Cassandra, then from Kafka for what Cassandra could not give."""
         missing = holes(entries, since)
-        if not missing or self._store is None:
+        if not missing:
             return entries
         extra: list[Entry] = []
+        unfilled: list[tuple[int | None, int]] = []
         for after, before in missing:
             start = -1 if after is None else after
-            rows = await self._store.after(event_id, start, self.recovery_max + 1)
-            extra.extend(stored_entry(r) for r in rows if r.position < before)
-        tiers["cassandra"] = tiers.get("cassandra", 0) + len(extra)
-        have = {e.position for e in entries if e.kind == "comment"}
-        merged = entries + [e for e in extra if e.position not in have]
-        merged.sort(key=lambda e: e.sort_key)
+            rows = None
+            if self._store is not None:
+                rows = await self._store_after(event_id, start, self.recovery_max + 1)
+            if rows is None:
+                unfilled.append((after, before))
+                continue
+            got = [stored_entry(r) for r in rows if r.position < before]
+            tiers["cassandra"] = tiers.get("cassandra", 0) + len(got)
+            extra.extend(got)
+        merged = _merge(entries, extra)
+        if self._replay is not None:
+            # Cassandra down, or without rows it should have: the replay tier.
+            unfilled += [h for h in holes(merged, since) if h not in unfilled]
+            replayed: list[Entry] = []
+            for after, before in unfilled:
+                replayed += await self._replay.between(
+                    event_id, after, before, self.recovery_max + 1
+                )
+            tiers["kafka"] = tiers.get("kafka", 0) + len(replayed)
+            merged = _merge(merged, replayed)
         return merged
+
+
+def _merge(entries: list[Entry], extra: list[Entry]) -> list[Entry]:
+    if not extra:
+        return entries
+    have = {e.position for e in entries if e.kind == "comment"}
+    merged = entries + [e for e in extra if e.position not in have]
+    merged.sort(key=lambda e: e.sort_key)
+    return merged
 
 
 def upto_position(upto: str) -> int:

@@ -39,7 +39,7 @@ tier_reads = Counter(
 )
 cache_hit_ratio_by_tier = Gauge(
     "cache_hit_ratio_by_tier",
-    "share of recovered items served by each tier since start (l1, redis, cassandra)",
+    "share of recovered items served by each tier since start (l1, redis, cassandra, kafka)",
     ["tier"],
 )
 resumes = Counter("gateway_resumes_total", "joins with since, by outcome", ["outcome"])
@@ -49,7 +49,7 @@ def count_tiers(tiers: dict[str, int]) -> None:
     for tier, n in tiers.items():
         if n:
             tier_reads.labels(tier).inc(n)
-    totals = {t: tier_reads.labels(t)._value.get() for t in ("l1", "redis", "cassandra")}
+    totals = {t: tier_reads.labels(t)._value.get() for t in ("l1", "redis", "cassandra", "kafka")}
     everything = sum(totals.values())
     if everything:
         for tier, n in totals.items():

@@ -44,12 +44,13 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from connectors.kafka_producer import OutputProducer
+from connectors.topics import COMMENTS_PUBLISHED
 from deploy.settings import Settings
 from gateways import metrics as M
 from gateways import protocol as P
 from gateways.auth import TokenVerifier
 from gateways.fanout import Hub, build_frames
-from gateways.history import History, id_key
+from gateways.history import History, ReplayTier, id_key
 from gateways.posting import Poster, PostError, pending_view
 from gateways.presence import Presence
 from schemas.codec import AvroCodec
@@ -201,7 +202,11 @@ class Gateway:
         await self.state.start()
         await self.state.ready.wait()
         self.history = History(
-            self.redis, self.store, backlog=s.gateway_backlog, recovery_max=s.gateway_recovery_max
+            self.redis,
+            self.store,
+            backlog=s.gateway_backlog,
+            recovery_max=s.gateway_recovery_max,
+            replay=ReplayTier(s.bootstrap_servers, self.codec, COMMENTS_PUBLISHED),
         )
         self.hub = Hub(
             self.redis,

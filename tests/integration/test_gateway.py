@@ -413,6 +413,54 @@ def test_resume_reads_cassandra_when_the_redis_stream_lost_the_range(
     asyncio.run(scenario())
 
 
+def test_resume_reads_kafka_when_redis_and_cassandra_both_lack_the_range(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    from cassandra.cluster import Cluster
+
+    event_id = new_event()
+
+    async def scenario() -> None:
+        poster = await Client.open(gateways[0].url, token(settings, "poster-k"))
+        await poster.join(event_id)
+        for i in range(8):
+            assert (await poster.post(event_id, text(500 + i)))["type"] == "ack"
+        await poster.wait_for(lambda _f: len(poster.comments(event_id)) >= 8, within_s=180)
+        all_comments = poster.comments(event_id)
+        await poster.close()
+        # The live tier lost the event, and the permanent tier never got it (as if
+        # Cassandra were behind): only comments.published, the replay tier, has it.
+        r = redis.Redis.from_url(settings.redis_address)
+        r.delete(stream_key(event_id))
+        r.close()
+        cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
+        session = cluster.connect(settings.cassandra_keyspace)
+        for row in session.execute(
+            "SELECT bucket FROM comment_buckets_by_event WHERE event_id = %s", (event_id,)
+        ):
+            session.execute(
+                "DELETE FROM comments_by_event WHERE event_id = %s AND bucket = %s",
+                (event_id, row.bucket),
+            )
+        cluster.shutdown()
+
+        since = all_comments[1]
+        viewer = await Client.open(gateways[1].url, token(settings, "from-kafka"))
+        joined = await viewer.join(
+            event_id, since={"epoch": since["epoch"], "position": since["position"]}
+        )
+        got = viewer.comments(event_id)
+        assert [x["comment_id"] for x in got] == [x["comment_id"] for x in all_comments[2:]]
+        assert [x["text"] for x in got] == [x["text"] for x in all_comments[2:]]
+        assert joined["complete"] is True
+        await viewer.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_repeated_nonce_gets_the_same_comment_id_and_is_published_once(
     settings: Settings,
     pipeline: list[Worker],
