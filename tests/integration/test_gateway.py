@@ -461,6 +461,56 @@ def test_resume_reads_kafka_when_redis_and_cassandra_both_lack_the_range(
     asyncio.run(scenario())
 
 
+def test_a_retraction_reaches_viewers_as_its_own_frame(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+) -> None:
+    from confluent_kafka import Producer
+
+    from connectors.kafka_clients import producer_config
+    from connectors.topics import COMMENTS_RETRACTED
+    from schemas.records import CommentRetracted
+
+    event_id = new_event()
+    codec = AvroCodec(settings)
+    codec.register_all()
+
+    async def scenario() -> None:
+        viewer = await Client.open(gateways[1].url, token(settings, "watcher"))
+        poster = await Client.open(gateways[0].url, token(settings, "regretful"))
+        await viewer.join(event_id)
+        posted = await poster.post(event_id, text(600))
+        await viewer.wait_for(lambda _f: len(viewer.comments(event_id)) == 1, within_s=180)
+        shown = viewer.comments(event_id)[0]
+        producer = Producer(producer_config(settings))
+        producer.produce(
+            COMMENTS_RETRACTED,
+            key=event_id.encode(),
+            value=codec.encode(
+                COMMENTS_RETRACTED,
+                CommentRetracted(
+                    event_id=event_id,
+                    comment_id=posted["comment_id"],
+                    user_id="regretful",
+                    position=shown["position"],
+                    reason="spam",
+                    actor="moderator-1",
+                    retracted_at=int(time.time() * 1000),
+                ),
+            ),
+        )
+        assert producer.flush(30) == 0
+        frame = await viewer.wait_for(lambda f: f["type"] == "retracted", within_s=180)
+        assert frame["items"][0]["comment_id"] == posted["comment_id"]
+        assert frame["items"][0]["position"] == shown["position"]
+        for c in (viewer, poster):
+            await c.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_repeated_nonce_gets_the_same_comment_id_and_is_published_once(
     settings: Settings,
     pipeline: list[Worker],
