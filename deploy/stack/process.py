@@ -26,11 +26,20 @@ class ManagedProcess:
     marker: str
 
     def owned_pid(self) -> int | None:
-        """The pid of our running process, or None (stale pid files are removed)."""
+        """The pid of our running process, or None (stale pid files are removed).
+
+        Without a pid file, a process carrying our marker is ours all the same (the
+        file was lost): it is adopted, so `up` does not start a second one beside it
+        and `down` can stop it.
+        """
         try:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
-            return None
+            found = find_by_marker(self.marker)
+            if found is not None:
+                self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+                self.pid_file.write_text(f"{found}\n")
+            return found
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -91,6 +100,22 @@ class ManagedProcess:
 
     def tail(self, lines: int = 30) -> str:
         return tail_file(self.log_file, lines)
+
+
+def find_by_marker(marker: str) -> int | None:
+    """A live process with ``marker`` as a whole argument (the oldest if several)."""
+    want = marker.encode()
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if want in args and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return min(found) if found else None
 
 
 def pid_alive(pid: int) -> bool:
