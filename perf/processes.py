@@ -126,3 +126,70 @@ def wait_users_known(
             return
         time.sleep(0.1)
     raise TimeoutError(f"workers did not learn {at_least} users in {timeout_s}s")
+
+
+@dataclass
+class Gateway:
+    """A gateway process (``livecomments gateway``) on its own port."""
+
+    index: int
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, settings: Settings) -> str:
+        return f"ws://{settings.host}:{self.port}/"
+
+    def healthy(self, settings: Settings) -> bool:
+        try:
+            r = httpx.get(f"http://{settings.host}:{self.port}/healthz", timeout=1.0)
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.proc.wait(10)
+
+
+def start_gateway(settings: Settings, index: int = 0, env: dict[str, str] | None = None) -> Gateway:
+    """A gateway on ``gateway_port + index``, its log in the state dir's logs."""
+    logs = settings.state_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"gateway-{index}.log"
+    port = settings.gateway_port + index
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.cli", "gateway", "--port", str(port), "-l", "warning"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "LIVECOMMENTS_GATEWAY_ID": f"gw-{index}", **(env or {})},
+        )
+    return Gateway(index, port, proc, log)
+
+
+def wait_healthy(settings: Settings, gateways: list[Gateway], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for g in gateways:
+            if g.proc.poll() is not None:
+                raise RuntimeError(f"gateway {g.index} exited; see {g.log}")
+        if all(g.healthy(settings) for g in gateways):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"gateways not healthy within {timeout_s}s")
