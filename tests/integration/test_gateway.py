@@ -30,7 +30,7 @@ from deploy.settings import Settings
 from gateways.auth import mint_token
 from perf.processes import Worker, start_worker, wait_assigned
 from schemas.codec import AvroCodec
-from schemas.records import EventStatus, LiveEvent
+from schemas.records import EventStatus, LiveEvent, UserProfile
 
 SUBPROTOCOL = "livecomments.v1"
 _WORDS = [
@@ -753,3 +753,76 @@ def test_presence_counts_viewers_across_gateways_and_metrics_are_served(
         "cache_hit_ratio_by_tier",
     ):
         assert name in text_metrics, name
+
+
+def test_an_open_connection_is_closed_when_its_token_expires(
+    settings: Settings, gateways: list[GatewayProcess], new_event: Callable[..., str]
+) -> None:
+    event_id = new_event()
+
+    async def scenario() -> None:
+        short = await Client.open(gateways[0].url, mint_token(settings, "brief", ttl_s=3))
+        await short.join(event_id)
+        warning = await short.wait_for(lambda f: f["type"] == "token_expiring", within_s=10)
+        assert warning["expires_at"] > 0
+        error = await short.wait_for(lambda f: f["type"] == "error", within_s=10)
+        assert error["code"] == "token_expired"
+        assert (await short.wait_closed(within_s=10))[0] == 4002
+
+    asyncio.run(scenario())
+
+
+def test_top_mode_viewers_of_a_hot_event_get_a_ranked_subset_and_all_mode_gets_everything(
+    settings: Settings,
+    pipeline: list[Worker],
+    gateways: list[GatewayProcess],
+    new_event: Callable[..., str],
+    writer: StateWriter,
+) -> None:
+    event_id = new_event(hot_rate_per_s=1)
+    moderator_id = f"mod-{uuid.uuid4().hex[:6]}"
+    # Roles on published comments come from the user's profile (enrich), not the token.
+    writer.put_user(
+        UserProfile(
+            user_id=moderator_id,
+            display_name="Mod",
+            roles=("moderator",),
+            updated_at=int(time.time() * 1000),
+        )
+    )
+
+    async def scenario() -> None:
+        everything = await Client.open(gateways[0].url, token(settings, "all-viewer"))
+        top = await Client.open(gateways[0].url, token(settings, "top-viewer"))
+        await everything.join(event_id)
+        assert (await top.join(event_id, mode="top"))["mode"] == "top"
+        posters = [
+            await Client.open(gateways[1].url, token(settings, f"fan-{i}")) for i in range(6)
+        ]
+        moderator = await Client.open(gateways[1].url, token(settings, moderator_id, "moderator"))
+        sent: list[str] = []
+        for round_ in range(4):
+            for i, p in enumerate(posters):
+                sent.append((await p.post(event_id, text(700 + round_ * 10 + i)))["comment_id"])
+        pinned = (await moderator.post(event_id, text(799)))["comment_id"]
+        for round_ in range(2):
+            for i, p in enumerate(posters):
+                sent.append((await p.post(event_id, text(800 + round_ * 10 + i)))["comment_id"])
+        await everything.wait_for(
+            lambda _f: sent[-1] in {x["comment_id"] for x in everything.comments(event_id)},
+            within_s=180,
+        )
+        await asyncio.sleep(1)
+        all_ids = [x["comment_id"] for x in everything.comments(event_id)]
+        top_ids = [x["comment_id"] for x in top.comments(event_id)]
+        assert set(sent) | {pinned} == set(all_ids)
+        assert pinned in top_ids, "a moderator's comment always passes top mode"
+        assert len(top_ids) < len(all_ids), "top mode thins a hot event"
+        assert top_ids == [i for i in all_ids if i in set(top_ids)], "in the event's order"
+        reply = await top.send({"type": "mode", "event_id": event_id, "mode": "all", "id": "m"})
+        assert reply is None
+        assert (await top.wait_for(lambda f: f.get("id") == "m"))["mode"] == "all"
+        for c in (everything, top, moderator, *posters):
+            await c.close()
+
+    asyncio.run(scenario())
