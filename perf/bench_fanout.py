@@ -1,0 +1,538 @@
+"""fanout: comments posted through the pipeline, delivered by one gateway to many viewers.
+
+One gateway process, real workers, fresh events (one hot: half the comments and 40 % of
+the viewers). Viewers (perf/viewer.py, run in a few processes so the load side has more
+than one interpreter) join before the first comment, so each must receive every comment
+its events publish. Comments are written to ``comments.submitted`` at a steady rate
+(``perf/load.py``, acked by Kafka as a gateway's post is), in phases of rising rate.
+
+Per phase: ``comments_per_s`` (acked), ``deliveries_per_s`` (comment x viewer, counted by
+the viewers), ``p50_ms``/``p99_ms`` (``submitted_at`` → received by a viewer, same
+clock), and the CPU each process used. Overall: ``lost`` (comments a viewer should have
+had and never got: the events' comments in Cassandra minus what each viewer received),
+``gateway_cpu_s_per_million_deliveries`` (from /proc of the gateway pid). The headline
+metrics are those of the last (fastest) phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import statistics
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from cassandra.cluster import Cluster
+
+from deploy.settings import Settings
+from gateways.auth import mint_token
+from perf.audit import AuditReport, cassandra_comments, wait_until_persisted
+from perf.load import Acked, comments, make_events, produce
+from perf.processes import (
+    Gateway,
+    Worker,
+    start_gateway,
+    start_worker,
+    wait_assigned,
+    wait_events_known,
+    wait_healthy,
+)
+from perf.procstat import CpuMeter, raise_nofile, say, stack_pids
+from perf.viewer import Viewer, percentile, stop_all, watch
+from schemas.codec import AvroCodec
+from schemas.records import CommentSubmitted
+
+# A viewer process above this share of a core is (close to) the bottleneck itself.
+SATURATED = 0.85
+LATENCY_SAMPLES = 200_000
+
+
+class TallyViewer(Viewer):
+    """A :class:`Viewer` that keeps counts, not sets: thousands fit in one process.
+
+    Per event it keeps the last position and the number of comments received, checks
+    the ``previous_position`` chain, and samples ``(submitted_at, latency)`` pairs.
+    """
+
+    def __init__(self, urls: Sequence[str], token: str, events: Sequence[str], sample: float):
+        super().__init__(urls, token, events, sample=sample)
+        self.counts: Counter[str] = Counter()
+        self.samples: list[tuple[float, float]] = []
+        self.per_second: Counter[int] = Counter()
+        self._rng_state = hash(token) & 0xFFFF
+
+    def _comments(self, event_id: str, items: list[dict[str, Any]]) -> None:
+        view = self.views.get(event_id)
+        if view is None:
+            return
+        now_ms = time.time() * 1000
+        got = 0
+        for c in items:
+            position = int(c["position"])
+            if view.position is not None and position <= view.position:
+                if not view.awaiting_recovery:  # overlap is expected while filling a gap
+                    self.stats.duplicates += 1
+                continue
+            if (
+                view.position is not None
+                and c.get("previous_position") != view.position
+                and c.get("epoch") == view.epoch
+                and not view.awaiting_recovery
+            ):
+                self.stats.unrecovered_gaps += 1
+            view.position = position
+            view.epoch = c.get("epoch", view.epoch)
+            got += 1
+            # A cheap deterministic sampler (random.random per comment costs more).
+            self._rng_state = (self._rng_state * 1103515245 + 12345) & 0x7FFFFFFF
+            if "submitted_at" in c and self._rng_state < self.sample * 0x7FFFFFFF:
+                submitted = float(c["submitted_at"])
+                self.samples.append((submitted, now_ms - submitted))
+        self.counts[event_id] += got
+        self.stats.received += got
+        self.per_second[int(now_ms // 1000)] += got
+
+
+@dataclass(frozen=True)
+class CrowdSpec:
+    """What one viewer process runs: a slice of the viewers and their events."""
+
+    urls: list[str]
+    assignments: list[list[str]]
+    first_user: int
+    sample: float
+
+
+def _crowd_main(spec: CrowdSpec, conn: Connection) -> None:
+    import uvloop
+
+    raise_nofile()
+    uvloop.run(_crowd(spec, conn))
+
+
+async def _crowd(spec: CrowdSpec, conn: Connection) -> None:
+    """In a viewer process: connect everyone, say ready, wait for the heads, report."""
+    settings = Settings()
+    viewers = [
+        TallyViewer(spec.urls, mint_token(settings, f"fan-{spec.first_user + i}"), ev, spec.sample)
+        for i, ev in enumerate(spec.assignments)
+    ]
+    try:
+        tasks = await watch(viewers, timeout_s=180)
+    except TimeoutError:
+        joined = sum(1 for v in viewers if v.connected.is_set())
+        conn.send(("error", f"only {joined} of {len(viewers)} viewers joined in 180 s"))
+        return
+    conn.send(("ready", len(viewers)))
+    heads: dict[str, tuple[int, int]]
+    _kind, heads, timeout_s = await asyncio.to_thread(conn.recv)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all((v.views[e].position or -1) >= heads[e][1] for v in viewers for e in v.views):
+            break
+        await asyncio.sleep(0.25)
+    await stop_all(viewers, tasks)
+    conn.send(("result", _tally(viewers, heads)))
+
+
+def _tally(viewers: Sequence[TallyViewer], heads: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "viewers": len(viewers),
+        "received": 0,
+        "lost": 0,
+        "behind": 0,
+        "chain_breaks": 0,
+        "duplicates": 0,
+        "declared_gaps": 0,
+        "recovered_gaps": 0,
+        "reconnects": 0,
+        "errors": [],
+        "samples": [],
+        "per_second": Counter(),
+    }
+    for v in viewers:
+        s = v.stats
+        out["received"] += s.received
+        out["chain_breaks"] += s.unrecovered_gaps
+        out["duplicates"] += s.duplicates
+        out["declared_gaps"] += s.declared_gaps
+        out["recovered_gaps"] += s.recovered_gaps
+        out["reconnects"] += s.reconnects
+        out["errors"].extend(s.errors[:2])
+        out["samples"].extend(v.samples)
+        out["per_second"].update(v.per_second)
+        for e in v.views:
+            count, head = heads.get(e, (0, -1))
+            out["lost"] += max(0, count - v.counts[e])
+            out["behind"] += (v.views[e].position or -1) < head
+    out["errors"] = out["errors"][:20]
+    return out
+
+
+@dataclass
+class Crowd:
+    """Viewer processes: started, joined, then asked for their tallies."""
+
+    procs: list[mp.process.BaseProcess] = field(default_factory=list)
+    conns: list[Connection] = field(default_factory=list)
+    viewers: int = 0
+
+    @classmethod
+    def start(
+        cls, urls: list[str], assignments: list[list[str]], processes: int, sample: float
+    ) -> Crowd:
+        ctx = mp.get_context("spawn")  # no fork of a process holding Kafka clients' threads
+        crowd = cls(viewers=len(assignments))
+        for k in range(processes):
+            mine = assignments[k::processes]
+            parent, child = ctx.Pipe()
+            spec = CrowdSpec(urls, mine, first_user=k * 1_000_000, sample=sample)
+            p = ctx.Process(target=_crowd_main, args=(spec, child), daemon=True)
+            p.start()
+            crowd.procs.append(p)
+            crowd.conns.append(parent)
+        return crowd
+
+    def wait_ready(self, timeout_s: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"viewer process {p.pid} did not get ready in {timeout_s}s")
+            kind, detail = c.recv()
+            if kind != "ready":
+                raise RuntimeError(f"viewer process {p.pid}: {detail}")
+
+    def results(
+        self, heads: dict[str, tuple[int, int]], timeout_s: float = 120.0
+    ) -> list[dict[str, Any]]:
+        for c in self.conns:
+            c.send(("heads", heads, timeout_s))
+        out = []
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(timeout_s + 60):
+                raise TimeoutError(f"viewer process {p.pid} did not report")
+            kind, detail = c.recv()
+            if kind != "result":
+                raise RuntimeError(f"viewer process {p.pid}: {detail}")
+            out.append(detail)
+        return out
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {f"viewers-{k}": p.pid for k, p in enumerate(self.procs) if p.pid}
+
+
+def comment_cycle(events: list[str]) -> list[str]:
+    """Events in the order comments go to them: the first is hot, with half the comments;
+    the others share the rest evenly."""
+    hot, rest = events[0], events[1:]
+    return [hot] * len(rest) + rest if rest else [hot]
+
+
+def assign(viewers: int, events: list[str]) -> list[list[str]]:
+    """Each viewer's events: 2 of every 5 watch the hot (first) event, the others spread
+    over the rest."""
+    hot, rest = events[0], events[1:]
+    out: list[list[str]] = []
+    others = 0
+    for i in range(viewers):
+        if not rest or i % 5 < 2:
+            out.append([hot])
+        else:
+            out.append([rest[others % len(rest)]])
+            others += 1
+    return out
+
+
+def published(settings: Settings, events: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Per event, from Cassandra (the permanent tier): (comments, last position)."""
+    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port)
+    try:
+        session = cluster.connect()
+        out = {}
+        for e in events:
+            positions = [
+                int(str(r["position"]))
+                for r in cassandra_comments(session, settings.cassandra_keyspace, e)
+            ]
+            out[e] = (len(positions), max(positions) if positions else -1)
+        return out
+    finally:
+        cluster.shutdown()
+
+
+@dataclass
+class Rig:
+    """Workers, one gateway, fresh events and a crowd of viewers joined to them."""
+
+    settings: Settings
+    workers: list[Worker] = field(default_factory=list)
+    gateway: Gateway | None = None
+    crowd: Crowd | None = None
+    events: list[str] = field(default_factory=list)
+
+    def start(
+        self,
+        codec: AvroCodec,
+        *,
+        workers: int,
+        events: int,
+        viewers: int,
+        processes: int,
+        sample: float,
+        gateway_env: dict[str, str] | None = None,
+    ) -> None:
+        s = self.settings
+        self.workers = [start_worker(s, i) for i in range(workers)]
+        self.gateway = start_gateway(s, 0, env=gateway_env)
+        wait_assigned(s, self.workers, s.partitions_comments, timeout_s=180)
+        wait_healthy(s, [self.gateway])
+        say("fanout: workers own every partition; the gateway is up")
+        self.events = make_events(s, codec, events, f"fanout-{uuid.uuid4().hex[:6]}")
+        wait_events_known(s, self.workers, events)
+        self.crowd = Crowd.start(
+            [self.gateway.url(s)], assign(viewers, self.events), processes, sample
+        )
+        self.crowd.wait_ready()
+        say(f"fanout: {viewers} viewers joined, in {processes} processes")
+
+    def pids(self) -> dict[str, int]:
+        out = {f"worker-{w.index}": w.pid for w in self.workers}
+        if self.gateway:
+            out["gateway"] = self.gateway.pid
+        if self.crowd:
+            out |= self.crowd.pids
+        return out | stack_pids(self.settings)
+
+    def stop(self) -> None:
+        if self.crowd:
+            self.crowd.stop()
+        procs: list[Gateway | Worker] = [*([self.gateway] if self.gateway else []), *self.workers]
+        for p in procs:
+            p.stop()
+
+
+def weighted_comments(events: list[str], total: int) -> Iterator[CommentSubmitted]:
+    """perf/load.py's comments, by users of this run only: a user of an earlier run who
+    posts the same phrase again would be held as a repeated message, not delivered."""
+    run = uuid.uuid4().hex[:6]
+    for c in comments(comment_cycle(events), total, users=20_000):
+        yield CommentSubmitted(**{**c.to_avro(), "user_id": f"{run}-{c.user_id}"})
+
+
+@dataclass
+class Phase:
+    rate: float
+    started: float
+    finished: float
+    acked: list[Acked]
+    cpu: dict[str, float]
+    failed: int
+
+
+def run_phases(rig: Rig, codec: AvroCodec, rates: Sequence[float], seconds: float) -> list[Phase]:
+    phases = []
+    meter = CpuMeter(rig.pids())
+    for rate in rates:
+        say(f"fanout: {rate:g} comments/s for {seconds:g} s")
+        meter.start()
+        started = time.time()
+        load = produce(
+            rig.settings, codec, weighted_comments(rig.events, int(rate * seconds)), rate=rate
+        )
+        finished = time.time()
+        phases.append(Phase(rate, started, finished, load.acked, meter.shares(), load.failed))
+    return phases
+
+
+def shape(quick: bool, viewers: int | None, rates: list[float] | None) -> dict[str, Any]:
+    if quick:
+        return {
+            "viewers": viewers or 500,
+            "events": 4,
+            "rates": rates or [50.0, 100.0, 200.0],
+            "seconds": 5.0,
+            "processes": 2,
+        }
+    n = viewers or 3000
+    return {
+        "viewers": n,
+        "events": 6,
+        "rates": rates or [25.0, 50.0, 100.0, 200.0],
+        "seconds": 30.0,
+        "processes": max(2, min(4, n // 1000)),
+    }
+
+
+def run(
+    settings: Settings,
+    *,
+    quick: bool,
+    workers: int = 2,
+    viewers: int | None = None,
+    rates: list[float] | None = None,
+) -> dict[str, Any]:
+    p = shape(quick, viewers, rates)
+    fd_limit = raise_nofile()
+    expected = sum(p["rates"]) * p["seconds"] * p["viewers"] * 0.4
+    sample = min(1.0, LATENCY_SAMPLES / max(expected, 1.0))
+    rig = Rig(settings)
+    notes: list[str] = []
+    with AvroCodec(settings) as codec:
+        codec.register_all()
+        try:
+            say(f"fanout: starting {workers} workers, a gateway, {p['viewers']} viewers")
+            rig.start(
+                codec,
+                workers=workers,
+                events=p["events"],
+                viewers=p["viewers"],
+                processes=p["processes"],
+                sample=sample,
+            )
+            assert rig.gateway is not None and rig.crowd is not None
+            whole = CpuMeter({"gateway": rig.gateway.pid})
+            whole.start()
+            phases = run_phases(rig, codec, p["rates"], p["seconds"])
+            acked = [a for ph in phases for a in ph.acked]
+            report = wait_until_persisted(settings, acked, 180.0)
+            heads = published(settings, rig.events)
+            say("fanout: waiting for the viewers to reach the last comment")
+            tallies = rig.crowd.results(heads)
+            gateway_cpu_s = whole.cpu_seconds()["gateway"]
+        finally:
+            rig.stop()
+    if report.lost:
+        notes.append(f"{report.lost} acked comments were not in Cassandra after 180 s")
+    return summarise(p, phases, tallies, gateway_cpu_s, report, notes, quick, fd_limit)
+
+
+def summarise(
+    p: dict[str, Any],
+    phases: list[Phase],
+    tallies: list[dict[str, Any]],
+    gateway_cpu_s: float,
+    report: AuditReport,
+    notes: list[str],
+    quick: bool,
+    fd_limit: int,
+) -> dict[str, Any]:
+    samples = [s for t in tallies for s in t["samples"]]
+    per_second: Counter[int] = Counter()
+    for t in tallies:
+        per_second.update(t["per_second"])
+    by_rate = []
+    for ph in phases:
+        lo, hi = ph.started * 1000, ph.finished * 1000
+        lat = [lat for sub, lat in samples if lo <= sub < hi]
+        seconds = ph.finished - ph.started
+        # Whole seconds inside the phase only: the edges hold the previous phase's tail.
+        inside = [per_second.get(sec, 0) for sec in range(int(ph.started) + 1, int(ph.finished))]
+        deliveries_s = statistics.mean(inside) if inside else 0.0
+        gw_cpu = ph.cpu.get("gateway", 0.0) * seconds
+        delivered = deliveries_s * seconds
+        by_rate.append(
+            {
+                "target_rate": ph.rate,
+                "comments_per_s": round(len(ph.acked) / seconds, 1),
+                "deliveries_per_s": round(deliveries_s),
+                "p50_ms": round(percentile(lat, 50), 1),
+                "p99_ms": round(percentile(lat, 99), 1),
+                "max_ms": round(max(lat), 1) if lat else 0.0,
+                "latency_samples": len(lat),
+                "gateway_cpu_s_per_million_deliveries": round(gw_cpu / delivered * 1e6, 2)
+                if delivered
+                else None,
+                "cpu_cores": ph.cpu,
+            }
+        )
+        viewer_cpu = [v for k, v in ph.cpu.items() if k.startswith("viewers-")]
+        if viewer_cpu and max(viewer_cpu) > SATURATED:
+            notes.append(
+                f"at {ph.rate:g}/s a viewer process used {max(viewer_cpu):.0%} of a core: "
+                "the load generator may be a bottleneck in this phase"
+            )
+        if ph.cpu.get("gateway", 0.0) > SATURATED:
+            notes.append(
+                f"at {ph.rate:g}/s the gateway used {ph.cpu['gateway']:.0%} of a core: "
+                "it is the bottleneck (one process, one event loop)"
+            )
+        if ph.cpu.get("machine", 0.0) > 0.9:
+            notes.append(
+                f"at {ph.rate:g}/s the machine's cores were {ph.cpu['machine']:.0%} busy "
+                "(gateway, viewers, workers and the stack share 2 cores)"
+            )
+        if ph.failed:
+            notes.append(f"at {ph.rate:g}/s {ph.failed} comments were not acked by Kafka")
+    last = by_rate[-1]
+    g = {
+        k: sum(t[k] for t in tallies)
+        for k in (
+            "viewers",
+            "received",
+            "lost",
+            "behind",
+            "chain_breaks",
+            "duplicates",
+            "declared_gaps",
+            "recovered_gaps",
+            "reconnects",
+        )
+    }
+    if g["declared_gaps"]:
+        notes.append(
+            f"{g['declared_gaps']} slow-consumer gaps were declared by the gateway "
+            f"({g['recovered_gaps']} recovered by re-joining with since)"
+        )
+    errors = [e for t in tallies for e in t["errors"]]
+    if errors:
+        notes.append(f"viewer errors (first few): {errors[:5]}")
+    notes.append(
+        f"viewers ran in {p['processes']} processes (uvloop) beside the gateway; comments "
+        "enter as a gateway posts them (CommentSubmitted acked by Kafka) from this process"
+    )
+    return {
+        "bench": "fanout",
+        "quick": quick,
+        "params": p
+        | {
+            "gateways": 1,
+            "latency_sample": "submitted_at → received by a viewer",
+            "open_files_limit": fd_limit,
+        },
+        "metrics": {
+            "viewers": g["viewers"],
+            "comments_per_s": last["comments_per_s"],
+            "deliveries_per_s": last["deliveries_per_s"],
+            "p50_ms": last["p50_ms"],
+            "p99_ms": last["p99_ms"],
+            "lost": g["lost"],
+            # The whole run (every phase and the catch-up) over every comment received.
+            "gateway_cpu_s_per_million_deliveries": round(gateway_cpu_s / g["received"] * 1e6, 2)
+            if g["received"]
+            else None,
+            "gateway_cpu_s": round(gateway_cpu_s, 2),
+            "received": g["received"],
+            "viewers_behind": g["behind"],
+            "viewer_chain_breaks": g["chain_breaks"],
+            "viewer_duplicates": g["duplicates"],
+            "declared_gaps": g["declared_gaps"],
+            "reconnects": g["reconnects"],
+            "pipeline_lost": report.lost,
+            "pipeline_duplicated": report.duplicated,
+            "by_rate": by_rate,
+        },
+        "notes": notes,
+    }
