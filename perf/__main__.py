@@ -2,8 +2,12 @@
 
     kafka-baseline   raw confluent-kafka produce and consume on the same stack
     pipeline         submitted → persisted and in Redis: throughput, loss, p50/p99
+    fanout           one gateway, many viewers: deliveries/s, p50/p99, lost, gateway CPU
+    connections      idle viewers held by one gateway: count, failures, RSS each, heartbeats
     moderation       held-out quality of the models and µs per comment (no servers)
     drills           faults under load with viewers: lost, duplicated, viewer gaps
+    all              every benchmark above into --json-dir DIR, with summary.md and plots
+    soak             steady load for --minutes N; RSS of every process over time (not in CI)
 
 Each starts what it needs through the project's launcher (or reuses what runs), writes
 one JSON object, and exits non-zero only if the run itself failed.
@@ -23,14 +27,32 @@ from deploy.settings import Settings
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf", description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=["kafka-baseline", "pipeline", "moderation", "drills"])
+    p.add_argument(
+        "name",
+        choices=[
+            "kafka-baseline",
+            "pipeline",
+            "fanout",
+            "connections",
+            "moderation",
+            "drills",
+            "all",
+            "soak",
+        ],
+    )
     p.add_argument("--quick", action="store_true", help="under 60 s: smaller load, same path")
     p.add_argument("--json", type=Path, help="where to write the result (default: stdout)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--comments", type=int)
     p.add_argument("--events", type=int, default=50)
-    p.add_argument("--rate", type=float, default=1000.0, help="comments/s of the latency phase")
+    p.add_argument(
+        "--rate", type=float, help="comments/s: pipeline's latency phase (1000), soak's load (50)"
+    )
     p.add_argument("--only", action="append", help="drills: run only this one (repeatable)")
+    p.add_argument("--viewers", type=int, help="fanout, soak: viewers (connections: target)")
+    p.add_argument("--rates", help="fanout: comments/s of each phase, comma-separated")
+    p.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
+    p.add_argument("--json-dir", type=Path, help="all: where the JSON files, summary and plots go")
     args = p.parse_args(argv)
 
     settings = Settings()
@@ -38,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from deploy.stack.errors import StackError
 
     result: dict[str, Any]
+    if args.name == "all":  # each bench in its own process, as a user would run it
+        from perf.suite import run as run_suite
+
+        return run_suite(args.json_dir or Path("perf-results"), quick=args.quick)
     if args.name == "moderation":  # models only: no stack
         from perf.bench_moderation import run as run_moderation
 
@@ -52,6 +78,23 @@ def main(argv: list[str] | None = None) -> int:
         from perf.drills import run as run_drills
 
         result = run_drills(settings, quick=args.quick, only=args.only)
+    elif args.name == "fanout":
+        from perf.bench_fanout import run as run_fanout
+
+        rates = [float(r) for r in args.rates.split(",")] if args.rates else None
+        result = run_fanout(
+            settings, quick=args.quick, workers=args.workers, viewers=args.viewers, rates=rates
+        )
+    elif args.name == "connections":
+        from perf.bench_connections import run as run_connections
+
+        result = run_connections(settings, quick=args.quick, target=args.viewers)
+    elif args.name == "soak":
+        from perf.soak import run as run_soak
+
+        result = run_soak(
+            settings, minutes=args.minutes, viewers=args.viewers or 1000, rate=args.rate or 50.0
+        )
     elif args.name == "kafka-baseline":
         from perf.bench_kafka import run as run_kafka
 
@@ -65,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             comments=args.comments or (5_000 if args.quick else 20_000),
             events=args.events,
-            rate=args.rate,
+            rate=args.rate or 1000.0,
         )
     return _write(result, args.json)
 

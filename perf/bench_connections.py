@@ -1,0 +1,398 @@
+"""connections: how many idle viewers one gateway process holds, and what each costs.
+
+Viewers authenticate and join one of a few events (livecomments.v1), then sit idle: the
+cost of a crowd that watches and does not talk. They are opened in steps from a few
+processes (each its own source address on the loopback, so client ports never run out);
+after each step the gateway's RSS and its own count of connections are sampled. With
+everyone connected, the gateway's heartbeat is checked with a short ping interval (set
+through its settings, ``LIVECOMMENTS_GATEWAY_PING_INTERVAL_S``):
+
+- a sample of connections sends WebSocket pings and ``{"type": "ping"}`` frames: all
+  must be answered;
+- no live connection may be dropped while the gateway pings every one of them;
+- a few connections stop reading (a dead peer): the gateway must drop exactly those
+  within ``ping_interval + ping_timeout``.
+
+Metrics: ``connections`` (held at once, by the gateway's count), ``failed`` (opens or
+joins that failed, plus live connections dropped), ``rss_bytes_per_connection`` (RSS
+growth over connections), ``heartbeat_ok``; the ramp's samples are in ``ramp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from deploy.settings import Settings
+from gateways.auth import mint_token
+from perf.load import make_events
+from perf.processes import Gateway, start_gateway, wait_healthy
+from perf.procstat import cpu_seconds, raise_nofile, rss_bytes, say
+from perf.viewer import SUBPROTOCOL, percentile
+from schemas.codec import AvroCodec
+
+PER_PROCESS = 8_000  # connections per viewer process, well under its open-files limit
+DEAD_PER_PROCESS = 5  # connections per process that stop reading, for the heartbeat check
+
+
+@dataclass(frozen=True)
+class HolderSpec:
+    url: str
+    events: list[str]
+    user_prefix: str
+    local_ip: str
+
+
+@dataclass
+class _Held:
+    ws: ClientConnection
+    reader: asyncio.Task[None] | None = None
+    pong: asyncio.Future[float] | None = None
+    dead: bool = False
+
+
+@dataclass
+class Holder:
+    """In a viewer process: the connections it holds, and what went wrong."""
+
+    spec: HolderSpec
+    settings: Settings
+    held: list[_Held] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    opened: int = 0
+
+    async def open_many(self, n: int, concurrency: int) -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with gate:
+                try:
+                    await self.open_one(i)
+                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
+                    self.failures[f"{type(e).__name__}: {e}"[:120]] += 1
+                except RuntimeError as e:  # the gateway refused the join
+                    self.failures[str(e)[:120]] += 1
+
+        start = self.opened
+        self.opened += n
+        await asyncio.gather(*(one(start + i) for i in range(n)))
+
+    async def open_one(self, i: int) -> None:
+        event_id = self.spec.events[i % len(self.spec.events)]
+        token = mint_token(self.settings, f"{self.spec.user_prefix}-{i}")
+        ws = await connect(
+            self.spec.url,
+            subprotocols=[Subprotocol(SUBPROTOCOL)],
+            open_timeout=30,
+            ping_interval=None,  # the gateway pings; the client only answers
+            compression=None,
+            max_size=2**20,
+            local_addr=(self.spec.local_ip, 0),
+        )
+        try:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+            await ws.send(json.dumps({"type": "join", "event_id": event_id, "id": "j"}))
+            async with asyncio.timeout(30):
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame.get("type") == "joined":
+                        break
+                    if frame.get("type") == "error":
+                        raise RuntimeError(f"join refused: {frame.get('code')}")
+        except BaseException:
+            await ws.close()
+            raise
+        held = _Held(ws)
+        held.reader = asyncio.create_task(self._read(held))
+        self.held.append(held)
+
+    async def _read(self, held: _Held) -> None:
+        try:
+            async for raw in held.ws:
+                if held.pong is not None and '"pong"' in str(raw) and not held.pong.done():
+                    held.pong.set_result(time.perf_counter())
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        if not held.dead:
+            code = held.ws.close_code
+            self.dropped[f"{code} {held.ws.close_reason or ''}".strip()] += 1
+
+    def open_count(self) -> int:
+        return sum(1 for h in self.held if not h.dead and h.ws.close_code is None)
+
+    async def probe(self, sample: int) -> dict[str, Any]:
+        """WebSocket pings and protocol pings on a sample of live connections."""
+        live = [h for h in self.held if not h.dead and h.ws.close_code is None]
+        chosen = random.sample(live, min(sample, len(live)))
+        ws_rtt: list[float] = []
+        app_rtt: list[float] = []
+        unanswered = 0
+
+        async def one(h: _Held) -> None:
+            nonlocal unanswered
+            try:
+                t0 = time.perf_counter()
+                waiter = await h.ws.ping()
+                await asyncio.wait_for(waiter, 10)
+                ws_rtt.append((time.perf_counter() - t0) * 1000)
+                h.pong = asyncio.get_running_loop().create_future()
+                t0 = time.perf_counter()
+                await h.ws.send(json.dumps({"type": "ping", "id": "k"}))
+                answered = await asyncio.wait_for(h.pong, 10)
+                app_rtt.append((answered - t0) * 1000)
+            except (TimeoutError, websockets.exceptions.ConnectionClosed):
+                unanswered += 1
+            finally:
+                h.pong = None
+
+        await asyncio.gather(*(one(h) for h in chosen))
+        return {"asked": len(chosen) * 2, "unanswered": unanswered, "ws": ws_rtt, "app": app_rtt}
+
+    def go_dead(self, n: int) -> int:
+        """Stop reading ``n`` live connections: to the gateway they are dead peers."""
+        live = [h for h in self.held if not h.dead and h.ws.close_code is None]
+        for h in live[:n]:
+            h.dead = True
+            h.ws.transport.pause_reading()
+        return min(n, len(live))
+
+    async def close_all(self) -> None:
+        for h in self.held:
+            if h.reader:
+                h.reader.cancel()
+            h.ws.transport.abort()
+
+
+def _holder_main(spec: HolderSpec, conn: Connection) -> None:
+    import uvloop
+
+    raise_nofile()
+    uvloop.run(_hold(spec, conn))
+
+
+async def _hold(spec: HolderSpec, conn: Connection) -> None:
+    holder = Holder(spec, Settings())
+    while True:
+        command, arg = await asyncio.to_thread(conn.recv)
+        if command == "open":
+            before = sum(holder.failures.values())
+            await holder.open_many(int(arg), concurrency=100)
+            conn.send({"failed": sum(holder.failures.values()) - before})
+        elif command == "probe":
+            conn.send(await holder.probe(int(arg)))
+        elif command == "dead":
+            conn.send(holder.go_dead(int(arg)))
+        elif command == "count":
+            conn.send(
+                {
+                    "open": holder.open_count(),
+                    "dropped": dict(holder.dropped),
+                    "failures": dict(holder.failures.most_common(5)),
+                }
+            )
+        else:
+            await holder.close_all()
+            conn.send("closed")
+            return
+
+
+@dataclass
+class Holders:
+    procs: list[mp.process.BaseProcess]
+    conns: list[Connection]
+
+    @classmethod
+    def start(cls, url: str, events: list[str], processes: int) -> Holders:
+        ctx = mp.get_context("spawn")
+        run = uuid.uuid4().hex[:6]
+        procs: list[mp.process.BaseProcess] = []
+        conns: list[Connection] = []
+        for k in range(processes):
+            parent, child = ctx.Pipe()
+            spec = HolderSpec(url, events, f"idle-{run}-{k}", f"127.0.0.{k + 2}")
+            p = ctx.Process(target=_holder_main, args=(spec, child), daemon=True)
+            p.start()
+            procs.append(p)
+            conns.append(parent)
+        return cls(procs, conns)
+
+    def ask(self, command: str, args: list[Any], timeout_s: float = 600.0) -> list[Any]:
+        for c, a in zip(self.conns, args, strict=True):
+            c.send((command, a))
+        out = []
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(timeout_s):
+                raise TimeoutError(f"viewer process {p.pid} did not answer {command!r}")
+            out.append(c.recv())
+        return out
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("close", [None] * len(self.procs), timeout_s=60)
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+def gateway_connections(settings: Settings, gateway: Gateway) -> int:
+    try:
+        r = httpx.get(f"http://{settings.host}:{gateway.port}/healthz", timeout=10)
+        return int(r.json()["connections"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return -1
+
+
+def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[str, Any]:
+    fd_limit = raise_nofile()
+    # The gateway needs a few hundred descriptors of its own (Kafka, Cassandra, Redis).
+    ceiling = fd_limit - 400
+    want = min(target or (3_000 if quick else ceiling), ceiling)
+    step = 1_000 if quick else 2_000
+    ping_interval, ping_timeout = (3.0, 6.0) if quick else (5.0, 10.0)
+    processes = max(2, -(-want // PER_PROCESS))
+    notes: list[str] = []
+
+    with AvroCodec(settings) as codec:
+        codec.register_all()
+        events = make_events(settings, codec, 10, f"conns-{uuid.uuid4().hex[:6]}")
+    gateway = start_gateway(
+        settings,
+        1,
+        env={
+            "LIVECOMMENTS_GATEWAY_PING_INTERVAL_S": str(ping_interval),
+            "LIVECOMMENTS_GATEWAY_PING_TIMEOUT_S": str(ping_timeout),
+        },
+    )
+    holders: Holders | None = None
+    ramp: list[dict[str, Any]] = []
+    try:
+        wait_healthy(settings, [gateway])
+        time.sleep(2.0)  # let it settle (imports, first reads) before the baseline
+        baseline = rss_bytes(gateway.pid)
+        ramp.append({"connections": 0, "rss_bytes": baseline, "seconds": 0.0})
+        holders = Holders.start(gateway.url(settings), events, processes)
+        say(f"connections: up to {want} in steps of {step}, {processes} viewer processes")
+        failed = 0
+        t0 = time.monotonic()
+        cpu0 = cpu_seconds(gateway.pid)
+        opened = 0
+        while opened < want:
+            n = min(step, want - opened)
+            shares = [n // processes + (k < n % processes) for k in range(processes)]
+            got = holders.ask("open", shares)
+            step_failed = sum(int(g["failed"]) for g in got)
+            failed += step_failed
+            opened += n
+            held = gateway_connections(settings, gateway)
+            ramp.append(
+                {
+                    "connections": held,
+                    "rss_bytes": rss_bytes(gateway.pid),
+                    "seconds": round(time.monotonic() - t0, 1),
+                }
+            )
+            say(f"connections: {held} held, {failed} failed, RSS {ramp[-1]['rss_bytes'] >> 20} MiB")
+            if step_failed > n * 0.01:
+                notes.append(f"stopped the ramp at {held}: {step_failed} of {n} opens failed")
+                break
+        ramp_s = time.monotonic() - t0
+        connect_cpu = cpu_seconds(gateway.pid) - cpu0
+        peak = gateway_connections(settings, gateway)
+        peak_rss = rss_bytes(gateway.pid)
+
+        # Heartbeats: everyone idle through a few ping intervals, a sample probing,
+        # and a few connections going silent.
+        say(f"connections: heartbeats every {ping_interval:g} s, holding")
+        dead = sum(holders.ask("dead", [DEAD_PER_PROCESS] * processes))
+        idle_cpu0 = cpu_seconds(gateway.pid)
+        hold_s = 3 * ping_interval + ping_timeout + 4
+        time.sleep(hold_s / 2)
+        probes = holders.ask("probe", [50] * processes)
+        time.sleep(hold_s / 2)
+        idle_cpu_per_s = (cpu_seconds(gateway.pid) - idle_cpu0) / hold_s
+        after = gateway_connections(settings, gateway)
+        counts = holders.ask("count", [None] * processes)
+    finally:
+        if holders is not None:
+            holders.stop()
+        gateway.stop()
+
+    live_dropped = sum(sum(c["dropped"].values()) for c in counts)
+    unanswered = sum(int(p["unanswered"]) for p in probes)
+    asked = sum(int(p["asked"]) for p in probes)
+    ws_rtt = [x for p in probes for x in p["ws"]]
+    app_rtt = [x for p in probes for x in p["app"]]
+    dead_dropped = peak - after - live_dropped
+    heartbeat_ok = unanswered == 0 and live_dropped == 0 and dead_dropped == dead
+    failures: Counter[str] = Counter()
+    for c in counts:
+        failures.update(c["failures"])
+    if failures:
+        notes.append(f"open failures (most common): {dict(failures.most_common(5))}")
+    if live_dropped:
+        notes.append(f"live connections dropped while idle: {[c['dropped'] for c in counts]}")
+    if dead_dropped != dead:
+        notes.append(f"{dead} connections stopped reading; the gateway dropped {dead_dropped}")
+    if peak >= ceiling - 50:
+        notes.append(
+            f"limited by the open-files limit: RLIMIT_NOFILE is {fd_limit} (hard) in this "
+            "container and cannot be raised by setrlimit; the gateway holds one descriptor "
+            "per connection. A server with a higher limit goes further: memory was not the "
+            f"limit ({peak_rss >> 20} MiB RSS at the peak)"
+        )
+    notes.append(
+        "viewers are idle (joined, not posting); the ramp opens 100 at a time per viewer "
+        f"process ({processes} processes, each from its own loopback address)"
+    )
+    return {
+        "bench": "connections",
+        "quick": quick,
+        "params": {
+            "target": want,
+            "step": step,
+            "events": len(events),
+            "processes": processes,
+            "ping_interval_s": ping_interval,
+            "ping_timeout_s": ping_timeout,
+            "open_files_limit": fd_limit,
+        },
+        "metrics": {
+            "connections": peak,
+            "failed": failed + live_dropped,
+            "rss_bytes_per_connection": round((peak_rss - baseline) / peak) if peak > 0 else None,
+            "heartbeat_ok": heartbeat_ok,
+            "gateway_rss_bytes": peak_rss,
+            "gateway_rss_baseline_bytes": baseline,
+            "connects_per_s": round(peak / ramp_s, 1) if ramp_s else None,
+            "gateway_cpu_ms_per_connect": round(connect_cpu / peak * 1000, 3) if peak else None,
+            "gateway_idle_cpu_cores": round(idle_cpu_per_s, 3),
+            "pings_asked": asked,
+            "pings_unanswered": unanswered,
+            "ws_ping_p50_ms": round(percentile(ws_rtt, 50), 2),
+            "ws_ping_p99_ms": round(percentile(ws_rtt, 99), 2),
+            "app_ping_p50_ms": round(percentile(app_rtt, 50), 2),
+            "app_ping_p99_ms": round(percentile(app_rtt, 99), 2),
+            "dead_peers": dead,
+            "dead_peers_dropped": dead_dropped,
+            "live_dropped": live_dropped,
+            "ramp": ramp,
+        },
+        "notes": notes,
+    }
