@@ -10,6 +10,7 @@ aiokafka hashes keys with Java's murmur2, like every other producer of the proje
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -44,6 +45,15 @@ class OutputProducer:
     async def stop(self) -> None:
         for producer in self._by_codec.values():
             await producer.stop()
+        self._by_codec.clear()
+
+    async def reset(self) -> None:
+        """Close every producer and open new ones (after a fatal producer error)."""
+        old, self._by_codec = list(self._by_codec.values()), {}
+        for producer in old:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+        await self.start()
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
         """Queue one record; the returned future resolves when Kafka acknowledged it."""

@@ -30,6 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from prometheus_client import generate_latest
 
@@ -588,7 +589,15 @@ class Runtime:
             for c in plan.published
         ]
         # acks=all for every record of the batch before the sinks and the commit.
-        await asyncio.gather(*futures)
+        try:
+            await asyncio.gather(*futures)
+        except KafkaError as e:
+            # An idempotent producer that lost its sequence (the broker restarted,
+            # OutOfOrderSequenceNumber) stays broken: retrying the batch through it
+            # fails forever. A new producer (a new producer id) lets the retry through.
+            log.warning("producing the batch failed (%r); reopening the producer", e)
+            await self.producer.reset()
+            raise
 
     async def retract(self, events: Sequence[Event]) -> None:
         assert self.codec and self.store and self.streams
