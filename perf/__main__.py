@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rates", help="fanout: comments/s of each phase, comma-separated")
     p.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     p.add_argument("--json-dir", type=Path, help="all: where the JSON files, summary and plots go")
+    p.add_argument(
+        "--skip", action="append", default=[], help="all: leave out this bench (repeatable)"
+    )
     args = p.parse_args(argv)
 
     settings = Settings()
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "all":  # each bench in its own process, as a user would run it
         from perf.suite import run as run_suite
 
-        return run_suite(args.json_dir or Path("perf-results"), quick=args.quick)
+        return run_suite(args.json_dir or Path("perf-results"), quick=args.quick, skip=args.skip)
     if args.name == "moderation":  # models only: no stack
         from perf.bench_moderation import run as run_moderation
 

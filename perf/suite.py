@@ -2,10 +2,11 @@
 
 Each benchmark of ../shared/BENCHMARKS.md runs in its own process, exactly as a user
 would run it (``python -m perf NAME [--quick] --json DIR/NAME.json``), its progress in
-``DIR/logs/NAME.log``. Besides ``pipeline`` (2 workers), ``pipeline-1-worker`` runs the
-same bench with one worker, for throughput against workers. After each benchmark
-``DIR/summary.md`` is rewritten, so an interrupted run keeps what it measured; at the
-end come the plots (PNG, matplotlib):
+``DIR/logs/NAME.log`` (``--skip NAME`` leaves one out: ``drills`` restarts the
+stack's servers, which a shared stack may not want). Besides ``pipeline`` (2 workers),
+``pipeline-1-worker`` runs the same bench with one worker, for throughput against
+workers. After each benchmark ``DIR/summary.md`` is rewritten, so an interrupted run
+keeps what it measured; at the end come the plots (PNG, matplotlib):
 
     latency_vs_load.png        fanout's p50/p99 (submitted → viewer) at each rate
     throughput_vs_workers.png  pipeline comments/s with 1 and 2 workers
@@ -68,13 +69,16 @@ KEY_METRICS = {
 DRILL_METRICS = ("acked", "persisted", "lost", "duplicated", "viewer_gaps")
 
 
-def run(out_dir: Path, *, quick: bool) -> int:
+def run(out_dir: Path, *, quick: bool, skip: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "logs").mkdir(exist_ok=True)
     timeout_s = 900 if quick else 5400
     failed: list[str] = []
     seconds: dict[str, float] = {}
     for bench in BENCHES:
+        if bench.file in (skip or ()):
+            say(f"all: {bench.file} skipped (--skip); an earlier DIR/{bench.file}.json stays")
+            continue
         path = out_dir / f"{bench.file}.json"
         log = out_dir / "logs" / f"{bench.file}.log"
         argv = [sys.executable, "-m", "perf", *bench.argv, "--json", str(path)]
@@ -176,14 +180,17 @@ def write_summary(
             "",
             "Fan-out by rate (one gateway):",
             "",
-            "| comments/s | deliveries/s | p50 ms | p99 ms | gateway cores | machine busy |",
-            "|---|---|---|---|---|---|",
+            "| comments/s | deliveries/s | p50 ms | p99 ms | of which to Redis p50 / p99 ms "
+            "| gateway cores | machine busy |",
+            "|---|---|---|---|---|---|---|",
         ]
         for b in fanout["metrics"].get("by_rate", []):
             cpu = b.get("cpu_cores", {})
             lines.append(
                 f"| {_fmt(b['comments_per_s'])} | {_fmt(b['deliveries_per_s'])} | "
-                f"{_fmt(b['p50_ms'])} | {_fmt(b['p99_ms'])} | {_fmt(cpu.get('gateway'))} | "
+                f"{_fmt(b['p50_ms'])} | {_fmt(b['p99_ms'])} | "
+                f"{_fmt(b.get('to_redis_p50_ms'))} / {_fmt(b.get('to_redis_p99_ms'))} | "
+                f"{_fmt(cpu.get('gateway'))} | "
                 f"{_fmt(cpu.get('machine'))} |"
             )
     notes = []
@@ -215,6 +222,9 @@ def plot_latency(out_dir: Path, target: Path) -> bool:
     rates = [r["comments_per_s"] for r in rows]
     ax.plot(rates, [r["p50_ms"] for r in rows], "o-", label="p50")
     ax.plot(rates, [r["p99_ms"] for r in rows], "s-", label="p99")
+    if all("to_redis_p50_ms" in r for r in rows):
+        ax.plot(rates, [r["to_redis_p50_ms"] for r in rows], "o--", alpha=0.6, label="p50 to Redis")
+        ax.plot(rates, [r["to_redis_p99_ms"] for r in rows], "s--", alpha=0.6, label="p99 to Redis")
     for r in rows:
         ax.annotate(
             f"{r['deliveries_per_s']:,}/s",
