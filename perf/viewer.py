@@ -200,7 +200,8 @@ class Viewer:
             if c.get("comment_id"):
                 view.comment_ids.add(str(c["comment_id"]))
             self.stats.received += 1
-            if "submitted_at" in c and random.random() < self.sample:
+            # Live comments only: a backlog is history, not delivery latency.
+            if view.joined and "submitted_at" in c and random.random() < self.sample:
                 self.latencies.append(now_ms - float(c["submitted_at"]))
 
     def missing(self, event_id: str, published: Sequence[int]) -> int:
