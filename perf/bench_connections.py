@@ -77,6 +77,8 @@ class Holder:
     opened: int = 0
 
     async def open_many(self, n: int, concurrency: int) -> None:
+        """Open ``n`` more, ``concurrency`` handshakes at a time (the gateway closes a
+        handshake that takes longer than its 3 s limit, so a flood fails by itself)."""
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> None:
@@ -191,7 +193,8 @@ async def _hold(spec: HolderSpec, conn: Connection) -> None:
         command, arg = await asyncio.to_thread(conn.recv)
         if command == "open":
             before = sum(holder.failures.values())
-            await holder.open_many(int(arg), concurrency=100)
+            count, concurrency = arg
+            await holder.open_many(int(count), concurrency=int(concurrency))
             conn.send({"failed": sum(holder.failures.values()) - before})
         elif command == "probe":
             conn.send(await holder.probe(int(arg)))
@@ -265,7 +268,10 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
     ceiling = fd_limit - 400
     want = min(target or (3_000 if quick else ceiling), ceiling)
     step = 1_000 if quick else 2_000
-    ping_interval, ping_timeout = (3.0, 6.0) if quick else (5.0, 10.0)
+    ping_interval, ping_timeout = (3.0, 6.0) if quick else (10.0, 10.0)
+    # Handshakes in flight per viewer process: with thousands held, the gateway's loop is
+    # busy with their heartbeats and answers new handshakes more slowly.
+    concurrency = 100 if quick else 25
     processes = max(2, -(-want // PER_PROCESS))
     notes: list[str] = []
 
@@ -296,7 +302,7 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
         while opened < want:
             n = min(step, want - opened)
             shares = [n // processes + (k < n % processes) for k in range(processes)]
-            got = holders.ask("open", shares)
+            got = holders.ask("open", [(k, concurrency) for k in shares])
             step_failed = sum(int(g["failed"]) for g in got)
             failed += step_failed
             opened += n
@@ -309,7 +315,7 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
                 }
             )
             say(f"connections: {held} held, {failed} failed, RSS {ramp[-1]['rss_bytes'] >> 20} MiB")
-            if step_failed > n * 0.01:
+            if step_failed > n * 0.05:
                 notes.append(f"stopped the ramp at {held}: {step_failed} of {n} opens failed")
                 break
         ramp_s = time.monotonic() - t0
@@ -358,8 +364,9 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             f"limit ({peak_rss >> 20} MiB RSS at the peak)"
         )
     notes.append(
-        "viewers are idle (joined, not posting); the ramp opens 100 at a time per viewer "
-        f"process ({processes} processes, each from its own loopback address)"
+        f"viewers are idle (joined, not posting); the ramp opens {concurrency} at a time per "
+        f"viewer process ({processes} processes, each from its own loopback address) and "
+        "stops at a step where more than 5 % of the opens fail"
     )
     return {
         "bench": "connections",
@@ -367,6 +374,7 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
         "params": {
             "target": want,
             "step": step,
+            "concurrency_per_process": concurrency,
             "events": len(events),
             "processes": processes,
             "ping_interval_s": ping_interval,
