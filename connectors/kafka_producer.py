@@ -30,17 +30,26 @@ class OutputProducer:
 
     async def start(self) -> None:
         for codec in sorted(set(self._codec_of.values())):
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._settings.bootstrap_servers,
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=5,
-                max_batch_size=512 * 1024,
-                compression_type=codec,
-                request_timeout_ms=30_000,
-            )
+            await self._open(codec)
+
+    async def _open(self, codec: str) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=512 * 1024,
+            compression_type=codec,
+            request_timeout_ms=30_000,
+        )
+        try:
             await producer.start()
-            self._by_codec[codec] = producer
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._by_codec[codec] = producer
+        return producer
 
     async def stop(self) -> None:
         for producer in self._by_codec.values():
@@ -48,15 +57,16 @@ class OutputProducer:
         self._by_codec.clear()
 
     async def reset(self) -> None:
-        """Close every producer and open new ones (after a fatal producer error)."""
+        """Close every producer (after a fatal producer error); the next send opens a
+        new one, with a new producer id."""
         old, self._by_codec = list(self._by_codec.values()), {}
         for producer in old:
             with contextlib.suppress(Exception):
                 await producer.stop()
-        await self.start()
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[Any]:
         """Queue one record; the returned future resolves when Kafka acknowledged it."""
-        producer = self._by_codec[self._codec_of.get(topic, "snappy")]
+        codec = self._codec_of.get(topic, "snappy")
+        producer = self._by_codec.get(codec) or await self._open(codec)
         future: asyncio.Future[Any] = await producer.send(topic, value=value, key=key)
         return future

@@ -369,7 +369,12 @@ class History:
             older = [stored_entry(r) for r in reversed(rows)]
             tiers["cassandra"] = len(older)
             entries = older + entries
-        filled = await self.fill_holes(event_id, entries, None, tiers)
+        # The backlog starts at its first comment: what came before it is not wanted,
+        # only holes inside the backlog are filled (else a fresh join of an event with a
+        # long history would read all of it from Cassandra).
+        oldest = next((e for e in entries if e.kind == "comment"), None)
+        start = oldest.previous_position if oldest is not None else None
+        filled = await self.fill_holes(event_id, entries, start, tiers)
         last = _last_comment(filled)
         return Recovery(
             filled,

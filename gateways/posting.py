@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aiokafka.errors import KafkaError
+
 from connectors.kafka_producer import OutputProducer
 from connectors.topics import COMMENTS_SUBMITTED
 from gateways.auth import Identity
@@ -174,6 +176,10 @@ class Poster:
         except asyncio.CancelledError:
             raise
         except Exception as e:
+            if isinstance(e, KafkaError):
+                # A producer that lost its sequence (broker restart) fails every later
+                # send; the client's retry (same nonce) goes through a new one.
+                await self._producer.reset()
             raise PostError("post_failed", f"Kafka did not take the comment: {e}") from e
         if nonce is not None:
             await self._mark_acked(comment, nonce)

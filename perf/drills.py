@@ -35,6 +35,7 @@ from cassandra.cluster import Cluster
 
 from deploy.settings import Settings
 from deploy.stack import launcher
+from deploy.stack.errors import StackError
 from deploy.stack.local import Cassandra, Kafka
 from deploy.stack.local import Redis as RedisServer
 from gateways.auth import mint_token
@@ -145,6 +146,20 @@ class _Load(threading.Thread):
         self.result = produce(settings, codec, comments(events, total), rate=shape.rate)
 
 
+def _up_again(settings: Settings, attempts: int = 3) -> None:
+    """Start what was stopped. A broker started the instant the old one exited was seen
+    to die at once without a word (1 run in ~5 here); the drill is about the pipeline
+    riding out the outage, so the operator's retry is part of it."""
+    for attempt in range(attempts):
+        try:
+            launcher.up(settings, out=io.StringIO())
+            return
+        except StackError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(3)
+
+
 def _fault(rig: Rig, name: str, shape: Shape) -> Callable[[], None]:
     settings = rig.settings
 
@@ -160,17 +175,17 @@ def _fault(rig: Rig, name: str, shape: Shape) -> Callable[[], None]:
 
     def restart_kafka() -> None:
         Kafka(settings).process.stop(timeout_s=60)
-        launcher.up(settings, out=io.StringIO())
+        _up_again(settings)
 
     def restart_redis() -> None:
         RedisServer(settings).process.stop(timeout_s=30)
         time.sleep(2)
-        launcher.up(settings, out=io.StringIO())
+        _up_again(settings)
 
     def stop_cassandra() -> None:
         Cassandra(settings).process.stop(timeout_s=60)
         time.sleep(shape.outage_s)
-        launcher.up(settings, out=io.StringIO())
+        _up_again(settings)
 
     faults: dict[str, Callable[[], None]] = {
         "kill_worker": kill_worker,
@@ -276,8 +291,10 @@ def run(settings: Settings, *, quick: bool, only: list[str] | None = None) -> di
         rig.start()
         try:
             for name in names:
-                results.append(asyncio.run(run_drill(settings, codec, rig, name, shape)))
-                rig.ensure()
+                try:
+                    results.append(asyncio.run(run_drill(settings, codec, rig, name, shape)))
+                finally:
+                    rig.ensure()
         finally:
             rig.stop()
     return {

@@ -570,6 +570,18 @@ class Runtime:
             assert previous != UNKNOWN
 
     async def _produce(self, plan: BatchPlan) -> None:
+        try:
+            await self._produce_all(plan)
+        except KafkaError as e:
+            # An idempotent producer that lost its sequence (the broker restarted,
+            # OutOfOrderSequenceNumber) stays broken: retrying the batch through it
+            # fails forever. A new producer (a new producer id) lets the retry through.
+            log.warning("producing the batch failed (%r); reopening the producer", e)
+            assert self.producer
+            await self.producer.reset()
+            raise
+
+    async def _produce_all(self, plan: BatchPlan) -> None:
         assert self.codec and self.producer
         enc, send = self.codec.encode, self.producer.send
         futures = [
@@ -589,15 +601,7 @@ class Runtime:
             for c in plan.published
         ]
         # acks=all for every record of the batch before the sinks and the commit.
-        try:
-            await asyncio.gather(*futures)
-        except KafkaError as e:
-            # An idempotent producer that lost its sequence (the broker restarted,
-            # OutOfOrderSequenceNumber) stays broken: retrying the batch through it
-            # fails forever. A new producer (a new producer id) lets the retry through.
-            log.warning("producing the batch failed (%r); reopening the producer", e)
-            await self.producer.reset()
-            raise
+        await asyncio.gather(*futures)
 
     async def retract(self, events: Sequence[Event]) -> None:
         assert self.codec and self.store and self.streams
