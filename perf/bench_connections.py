@@ -346,6 +346,13 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
     ws_rtt = [x for p in probes for x in p["ws"]]
     app_rtt = [x for p in probes for x in p["app"]]
     dead_dropped = peak - after - live_dropped
+    max_held = max(r["connections"] for r in ramp)
+    if peak < max_held:
+        notes.append(
+            f"the gateway held {max_held} after one step but only {peak} after the last: it "
+            "dropped live connections while the last step's handshakes and every "
+            "connection's heartbeat competed for its one event loop"
+        )
     heartbeat_ok = unanswered == 0 and live_dropped == 0 and dead_dropped == dead
     failures: Counter[str] = Counter()
     for c in counts:
@@ -383,6 +390,7 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
         },
         "metrics": {
             "connections": peak,
+            "max_held": max_held,
             "failed": failed + live_dropped,
             "rss_bytes_per_connection": round((peak_rss - baseline) / peak) if peak > 0 else None,
             "heartbeat_ok": heartbeat_ok,

@@ -74,7 +74,9 @@ def run(out_dir: Path, *, quick: bool, skip: list[str] | None = None) -> int:
     (out_dir / "logs").mkdir(exist_ok=True)
     timeout_s = 900 if quick else 5400
     failed: list[str] = []
-    seconds: dict[str, float] = {}
+    # Kept across runs into the same DIR, so a bench left out with --skip keeps its time.
+    times = out_dir / "logs" / "seconds.json"
+    seconds: dict[str, float] = json.loads(times.read_text()) if times.exists() else {}
     for bench in BENCHES:
         if bench.file in (skip or ()):
             say(f"all: {bench.file} skipped (--skip); an earlier DIR/{bench.file}.json stays")
@@ -96,6 +98,7 @@ def run(out_dir: Path, *, quick: bool, skip: list[str] | None = None) -> int:
                 rc = -1
                 err.write(f"\ntimed out after {timeout_s} s\n")
         seconds[bench.file] = round(time.monotonic() - t0, 1)
+        times.write_text(json.dumps(seconds))
         if rc != 0 or not path.exists():
             failed.append(bench.file)
             say(f"all: {bench.file} FAILED (exit {rc}); see {log}")
