@@ -345,7 +345,7 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
     asked = sum(int(p["asked"]) for p in probes)
     ws_rtt = [x for p in probes for x in p["ws"]]
     app_rtt = [x for p in probes for x in p["app"]]
-    dead_dropped = peak - after - live_dropped
+    dead_dropped = max(0, peak - after - live_dropped)
     max_held = max(r["connections"] for r in ramp)
     if peak < max_held:
         notes.append(
