@@ -35,7 +35,6 @@ from cassandra.cluster import Cluster
 
 from deploy.settings import Settings
 from deploy.stack import launcher
-from deploy.stack.errors import StackError
 from deploy.stack.local import Cassandra, Kafka
 from deploy.stack.local import Redis as RedisServer
 from gateways.auth import mint_token
@@ -146,18 +145,8 @@ class _Load(threading.Thread):
         self.result = produce(settings, codec, comments(events, total), rate=shape.rate)
 
 
-def _up_again(settings: Settings, attempts: int = 3) -> None:
-    """Start what was stopped. A broker started the instant the old one exited was seen
-    to die at once without a word (1 run in ~5 here); the drill is about the pipeline
-    riding out the outage, so the operator's retry is part of it."""
-    for attempt in range(attempts):
-        try:
-            launcher.up(settings, out=io.StringIO())
-            return
-        except StackError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(3)
+def _up_again(settings: Settings) -> None:
+    launcher.up(settings, out=io.StringIO())
 
 
 def _fault(rig: Rig, name: str, shape: Shape) -> Callable[[], None]:

@@ -41,7 +41,7 @@ class ManagedProcess:
                 self.pid_file.write_text(f"{found}\n")
             return found
         try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            args = _cmdline(pid)
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             self.pid_file.unlink(missing_ok=True)
@@ -100,6 +100,20 @@ class ManagedProcess:
 
     def tail(self, lines: int = 30) -> str:
         return tail_file(self.log_file, lines)
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    """A process's arguments. Right after a (v)fork + exec the new image's arguments are
+    not set up yet and /proc shows an empty command line for a moment (seen: a server
+    just started was judged "not ours", its pid file removed, and the server stopped as
+    "exited before it was ready"); wait that moment out."""
+    path = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + 2.0
+    while True:
+        raw = path.read_bytes()
+        if raw or time.monotonic() > deadline:
+            return raw.split(b"\0")
+        time.sleep(0.01)
 
 
 def find_by_marker(marker: str) -> int | None:
