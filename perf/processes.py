@@ -17,7 +17,9 @@ from deploy.settings import Settings
 
 
 @dataclass
-class Worker:
+class Child:
+    """A process of ours in its own session: kill reaches it and its children."""
+
     index: int
     proc: subprocess.Popen[bytes]
     log: Path
@@ -25,15 +27,6 @@ class Worker:
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    def health(self, settings: Settings) -> dict[str, object] | None:
-        try:
-            r = httpx.get(
-                f"http://{settings.host}:{settings.worker_port + self.index}/healthz", timeout=1.0
-            )
-            return dict(r.json()) if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
-            return None
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -47,6 +40,18 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill(signal.SIGKILL)
                 self.proc.wait(10)
+
+
+@dataclass
+class Worker(Child):
+    def health(self, settings: Settings) -> dict[str, object] | None:
+        try:
+            r = httpx.get(
+                f"http://{settings.host}:{settings.worker_port + self.index}/healthz", timeout=1.0
+            )
+            return dict(r.json()) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
 
 
 def start_worker(settings: Settings, index: int, env: dict[str, str] | None = None) -> Worker:
@@ -129,17 +134,10 @@ def wait_users_known(
 
 
 @dataclass
-class Gateway:
+class Gateway(Child):
     """A gateway process (``livecomments gateway``) on its own port."""
 
-    index: int
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    port: int = 0
 
     def url(self, settings: Settings) -> str:
         return f"ws://{settings.host}:{self.port}/"
@@ -150,19 +148,6 @@ class Gateway:
             return r.status_code == 200
         except httpx.HTTPError:
             return False
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill(signal.SIGKILL)
-                self.proc.wait(10)
 
 
 def start_gateway(settings: Settings, index: int = 0, env: dict[str, str] | None = None) -> Gateway:
@@ -180,7 +165,7 @@ def start_gateway(settings: Settings, index: int = 0, env: dict[str, str] | None
             start_new_session=True,
             env={**os.environ, "LIVECOMMENTS_GATEWAY_ID": f"gw-{index}", **(env or {})},
         )
-    return Gateway(index, port, proc, log)
+    return Gateway(index, proc, log, port)
 
 
 def wait_healthy(settings: Settings, gateways: list[Gateway], timeout_s: float = 60.0) -> None:
