@@ -65,28 +65,30 @@ def position_of(stream_id: str) -> int:
     return int(stream_id.split("-", 1)[0]) - 1
 
 
+def comment_fields(c: Any) -> dict[str, Any]:
+    """The viewer-facing fields of a comment (docs/protocol.md): of a ``CommentPublished``
+    or of a Cassandra row, which carry the same names."""
+    return {
+        "comment_id": c.comment_id,
+        "event_id": c.event_id,
+        "position": c.position,
+        "previous_position": c.previous_position,
+        "epoch": c.epoch,
+        "user_id": c.user_id,
+        "display_name": c.display_name,
+        "roles": list(c.roles),
+        "badges": list(c.badges),
+        "text": c.text,
+        "reply_to": c.reply_to,
+        "language": c.language,
+        "submitted_at": c.submitted_at,
+        "published_at": c.published_at,
+    }
+
+
 def comment_json(c: CommentPublished) -> str:
     """The viewer-facing form of a comment (docs/protocol.md), serialised once."""
-    return json.dumps(
-        {
-            "comment_id": c.comment_id,
-            "event_id": c.event_id,
-            "position": c.position,
-            "previous_position": c.previous_position,
-            "epoch": c.epoch,
-            "user_id": c.user_id,
-            "display_name": c.display_name,
-            "roles": list(c.roles),
-            "badges": list(c.badges),
-            "text": c.text,
-            "reply_to": c.reply_to,
-            "language": c.language,
-            "submitted_at": c.submitted_at,
-            "published_at": c.published_at,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    return json.dumps(comment_fields(c), ensure_ascii=False, separators=(",", ":"))
 
 
 class LiveStreams:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from connectors.redis_streams import entry_id, stream_key
+from connectors.redis_streams import comment_fields, entry_id, stream_key
 
 FAR_POSITION: Final = 2**62
 PAGE: Final = 1000
@@ -84,22 +84,7 @@ def stored_entry(c: Any) -> Entry:
             "removed": True,
         }
     else:
-        fields = {
-            "comment_id": c.comment_id,
-            "event_id": c.event_id,
-            "position": c.position,
-            "previous_position": c.previous_position,
-            "epoch": c.epoch,
-            "user_id": c.user_id,
-            "display_name": c.display_name,
-            "roles": list(c.roles),
-            "badges": list(c.badges),
-            "text": c.text,
-            "reply_to": c.reply_to,
-            "language": c.language,
-            "submitted_at": c.submitted_at,
-            "published_at": c.published_at,
-        }
+        fields = comment_fields(c)
     data = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return Entry(
         entry_id(c.position), "comment", data, c.position, c.previous_position, c.epoch, fields
