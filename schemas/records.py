@@ -58,6 +58,11 @@ class RetractionScope(StrEnum):
     USER_COMMENTS = "USER_COMMENTS"
 
 
+class ReviewDecision(StrEnum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
+
+
 class EventStatus(StrEnum):
     SCHEDULED = "SCHEDULED"
     LIVE = "LIVE"
@@ -77,6 +82,33 @@ class LinkPolicy(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Review:
+    """A moderator's decision about a held comment (nested in ``CommentSubmitted``)."""
+
+    decision: ReviewDecision
+    reviewed_by: str
+    reviewed_at: EpochMillis
+    held_position: int
+
+    def to_avro(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "reviewed_by": self.reviewed_by,
+            "reviewed_at": self.reviewed_at,
+            "held_position": self.held_position,
+        }
+
+    @classmethod
+    def from_avro(cls, datum: Mapping[str, Any]) -> Self:
+        return cls(
+            decision=ReviewDecision(datum["decision"]),
+            reviewed_by=datum["reviewed_by"],
+            reviewed_at=datum["reviewed_at"],
+            held_position=datum["held_position"],
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CommentSubmitted:
     """A viewer posted a comment and a gateway accepted it (``comments.submitted``)."""
 
@@ -92,6 +124,8 @@ class CommentSubmitted:
     gateway_id: str
     trace_parent: str | None = None
     language_hint: str | None = None
+    # Set: a moderator's decision about the held comment ``comment_id``, not a post.
+    review: Review | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -105,6 +139,7 @@ class CommentSubmitted:
             "gateway_id": self.gateway_id,
             "trace_parent": self.trace_parent,
             "language_hint": self.language_hint,
+            "review": None if self.review is None else self.review.to_avro(),
         }
 
     @classmethod
@@ -120,6 +155,7 @@ class CommentSubmitted:
             gateway_id=datum["gateway_id"],
             trace_parent=datum["trace_parent"],
             language_hint=datum["language_hint"],
+            review=None if datum.get("review") is None else Review.from_avro(datum["review"]),
         )
 
 
@@ -271,6 +307,8 @@ class CommentPublished:
     submitted_at: EpochMillis
     published_at: EpochMillis
     trace_parent: str | None = None
+    # Set: a shadow comment of a hidden user, shown to this user (its author) alone.
+    visible_to: str | None = None
 
     def to_avro(self) -> dict[str, Any]:
         return {
@@ -289,6 +327,7 @@ class CommentPublished:
             "submitted_at": self.submitted_at,
             "published_at": self.published_at,
             "trace_parent": self.trace_parent,
+            "visible_to": self.visible_to,
         }
 
     @classmethod
@@ -309,6 +348,7 @@ class CommentPublished:
             submitted_at=datum["submitted_at"],
             published_at=datum["published_at"],
             trace_parent=datum["trace_parent"],
+            visible_to=datum.get("visible_to"),
         )
 
 
