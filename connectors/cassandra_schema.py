@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from string import Template
 
+from cassandra import InvalidRequest
 from cassandra.cluster import Session
 
 CQL_DIR = Path(__file__).resolve().parent.parent / "deploy" / "cql"
@@ -21,9 +22,18 @@ def statements(keyspace: str, replication: str, cql_dir: Path = CQL_DIR) -> list
     return result
 
 
+def _adds_a_column(stmt: str) -> bool:
+    return bool(re.match(r"(?is)^ALTER\s+TABLE\s+\S+\s+ADD\s", stmt))
+
+
 def apply(session: Session, keyspace: str, replication: str) -> int:
     count = 0
     for stmt in statements(keyspace, replication):
-        session.execute(stmt, timeout=60)
+        try:
+            session.execute(stmt, timeout=60)
+        except InvalidRequest as e:
+            # CQL has no ADD IF NOT EXISTS: a column added by an earlier run is fine.
+            if not (_adds_a_column(stmt) and "already exist" in str(e)):
+                raise
         count += 1
     return count

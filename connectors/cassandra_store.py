@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,13 @@ from cassandra.policies import (
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from deploy.settings import Settings
-from schemas.records import CommentPublished
+from schemas.records import (
+    CommentModerated,
+    CommentPublished,
+    CommentSubmitted,
+    Review,
+    ReviewDecision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,98 @@ class StoredComment:
     submitted_at: int
     published_at: int
     removed: bool
+    # Set: a shadow comment of a hidden user, for this user (its author) alone.
+    visible_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldComment:
+    """A comment moderation held for review (``held_comments``), and its review if any."""
+
+    event_id: str
+    position: int  # offset of its CommentSubmitted: the key of the review queue
+    comment_id: str
+    user_id: str
+    text: str
+    client_nonce: str | None
+    reply_to: str | None
+    submitted_at: int
+    gateway_id: str
+    trace_parent: str | None
+    language_hint: str | None
+    language: str | None
+    scores: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+    held_at: int = 0
+    decision: str | None = None  # APPROVE | REJECT; None while pending
+    reviewed_by: str | None = None
+    reviewed_at: int | None = None
+    decided_offset: int | None = None
+
+    def as_review(self, decision: str, reviewed_by: str, now_ms: int) -> CommentSubmitted:
+        """The record a moderator's decision is: the held comment as submitted, plus
+        ``review`` (see ``CommentSubmitted.review``)."""
+        return CommentSubmitted(
+            comment_id=self.comment_id,
+            event_id=self.event_id,
+            user_id=self.user_id,
+            text=self.text,
+            client_nonce=self.client_nonce,
+            reply_to=self.reply_to,
+            submitted_at=self.submitted_at,
+            gateway_id=self.gateway_id,
+            trace_parent=self.trace_parent,
+            language_hint=self.language_hint,
+            review=Review(
+                decision=ReviewDecision(decision.upper()),
+                reviewed_by=reviewed_by,
+                reviewed_at=now_ms,
+                held_position=self.position,
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The form the API and the protocol show moderators."""
+        return {
+            "event_id": self.event_id,
+            "position": self.position,
+            "comment_id": self.comment_id,
+            "user_id": self.user_id,
+            "text": self.text,
+            "reply_to": self.reply_to,
+            "submitted_at": self.submitted_at,
+            "language": self.language,
+            "scores": dict(self.scores),
+            "reasons": list(self.reasons),
+            "held_at": self.held_at,
+            "decision": self.decision,
+            "reviewed_by": self.reviewed_by,
+            "reviewed_at": self.reviewed_at,
+        }
+
+
+def _row_to_held(row: Any) -> HeldComment:
+    return HeldComment(
+        event_id=row.event_id,
+        position=row.position,
+        comment_id=row.comment_id,
+        user_id=row.user_id,
+        text=row.text or "",
+        client_nonce=row.client_nonce,
+        reply_to=row.reply_to,
+        submitted_at=_ms(row.submitted_at),
+        gateway_id=row.gateway_id or "",
+        trace_parent=row.trace_parent,
+        language_hint=row.language_hint,
+        language=row.language,
+        scores=dict(row.scores or {}),
+        reasons=list(row.reasons or ()),
+        held_at=_ms(row.held_at),
+        decision=row.decision,
+        reviewed_by=row.reviewed_by,
+        reviewed_at=_ms(row.reviewed_at) if row.reviewed_at else None,
+        decided_offset=row.decided_offset,
+    )
 
 
 def _ms(value: datetime | None) -> int:
@@ -87,6 +185,7 @@ def _row_to_comment(row: Any) -> StoredComment:
         submitted_at=_ms(row.submitted_at),
         published_at=_ms(row.published_at),
         removed=bool(row.removed),
+        visible_to=getattr(row, "visible_to", None),
     )
 
 
@@ -106,7 +205,8 @@ class CommentStore:
         self._insert_comment: PreparedStatement = s.prepare(
             f"INSERT INTO {ks}.comments_by_event (event_id, bucket, position, previous_position, "
             "epoch, comment_id, user_id, display_name, roles, badges, text, reply_to, language, "
-            "submitted_at, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "submitted_at, published_at, visible_to) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._insert_bucket = s.prepare(
             f"INSERT INTO {ks}.comment_buckets_by_event (event_id, bucket) VALUES (?, ?)"
@@ -142,11 +242,29 @@ class CommentStore:
             f"SELECT comment_id, event_id, position, text, published_at FROM {ks}.comments_by_user "
             "WHERE user_id = ? LIMIT ?"
         )
+        self._insert_held = s.prepare(
+            f"INSERT INTO {ks}.held_comments (event_id, position, comment_id, user_id, text, "
+            "client_nonce, reply_to, submitted_at, gateway_id, trace_parent, language_hint, "
+            "language, scores, reasons, held_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._select_held = s.prepare(
+            f"SELECT * FROM {ks}.held_comments WHERE event_id = ? AND position > ? LIMIT ?"
+        )
+        self._select_held_one = s.prepare(
+            f"SELECT * FROM {ks}.held_comments WHERE event_id = ? AND position = ?"
+        )
+        self._claim_held = s.prepare(
+            f"UPDATE {ks}.held_comments SET decision = ?, reviewed_by = ?, reviewed_at = ?, "
+            "decided_offset = ? WHERE event_id = ? AND position = ? IF decision = null"
+        )
+        self._claim_held.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        self._claim_held.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
         for stmt in (
             self._insert_comment,
             self._insert_bucket,
             self._insert_by_user,
             self._mark_removed,
+            self._insert_held,
         ):
             stmt.consistency_level = ConsistencyLevel.LOCAL_QUORUM
             stmt.is_idempotent = True
@@ -203,6 +321,7 @@ class CommentStore:
                             c.language,
                             _ts(c.submitted_at),
                             _ts(c.published_at),
+                            c.visible_to,
                         ),
                     )
                 statements.append((batch, None))
@@ -319,8 +438,117 @@ class CommentStore:
         return result
 
     async def previous_position(self, event_id: str, position: int) -> int | None:
-        rows = await self.before(event_id, position, 1)
-        return rows[0].position if rows else None
+        """The public comment before ``position`` (shadow comments are not in the chain)."""
+        while True:
+            rows = await self.before(event_id, position, 32)
+            for row in rows:
+                if row.visible_to is None:
+                    return row.position
+            if len(rows) < 32:
+                return None
+            position = rows[-1].position
+
+    async def hold(self, held: Sequence[tuple[int, CommentModerated]]) -> None:
+        """Put held comments in the review queue: (position, the hold decision) each.
+
+        Writes the comment's own columns only, so a replay never reopens a comment a
+        moderator already decided."""
+        statements: list[tuple[Any, Any]] = [
+            (
+                self._insert_held,
+                (
+                    m.event_id,
+                    position,
+                    m.comment_id,
+                    m.user_id,
+                    m.text,
+                    m.client_nonce,
+                    m.reply_to,
+                    _ts(m.submitted_at),
+                    m.gateway_id,
+                    m.trace_parent,
+                    m.language_hint,
+                    m.language,
+                    dict(m.scores),
+                    list(m.reasons),
+                    _ts(m.moderated_at),
+                ),
+            )
+            for position, m in held
+        ]
+        await self._execute_all(statements)
+
+    async def held(
+        self,
+        event_id: str,
+        *,
+        after: int | None = None,
+        limit: int = 50,
+        pending_only: bool = True,
+    ) -> list[HeldComment]:
+        """Held comments of an event by position (after ``after``), pending ones only by default."""
+        result: list[HeldComment] = []
+        cursor = -1 if after is None else after
+        while len(result) < limit:
+            page = 200 if pending_only else limit - len(result)
+            rows = await self._execute(self._select_held, (event_id, cursor, page))
+            held = [_row_to_held(r) for r in rows]
+            result.extend(h for h in held if h.decision is None or not pending_only)
+            if len(held) < page:
+                break
+            cursor = held[-1].position
+        return result[:limit]
+
+    async def held_one(self, event_id: str, position: int) -> HeldComment | None:
+        rows = await self._execute(self._select_held_one, (event_id, position))
+        for row in rows:
+            return _row_to_held(row)
+        return None
+
+    async def claim_review(self, review: CommentSubmitted, offset: int) -> HeldComment | None:
+        """Record a moderator's decision on its held comment, once.
+
+        Returns the held comment when this review record (at ``offset``) is the one that
+        decides it — the first time, or again when its batch is re-processed — and None
+        when nothing was held there for this comment or another record decided first.
+        """
+        r = review.review
+        assert r is not None
+        held = await self.held_one(review.event_id, r.held_position)
+        if held is None or held.comment_id != review.comment_id:
+            return None
+        if held.decision is None:
+            rows = await self._execute(
+                self._claim_held,
+                (
+                    r.decision.value,
+                    r.reviewed_by,
+                    _ts(r.reviewed_at),
+                    offset,
+                    review.event_id,
+                    r.held_position,
+                ),
+            )
+            applied = next(iter(rows), None)
+            if applied is not None and bool(applied[0]):
+                return held
+            held = await self.held_one(review.event_id, r.held_position)
+            assert held is not None
+        return held if held.decided_offset == offset else None
+
+    async def remove_user_comments(
+        self, event_id: str, user_id: str, reason: str, at_ms: int
+    ) -> list[int]:
+        """Mark every comment of ``user_id`` in ``event_id`` removed (its last 30 days)."""
+        rows = await self._execute(self._find_by_user, (user_id,))
+        positions = [r.position for r in rows if r.event_id == event_id]
+        await self._execute_all(
+            [
+                (self._mark_removed, (reason, _ts(at_ms), event_id, bucket_of(p), p))
+                for p in positions
+            ]
+        )
+        return positions
 
     async def user_recent(self, user_id: str, limit: int = 50) -> list[tuple[str, str, int, str]]:
         rows = await self._execute(self._by_user, (user_id, limit))

@@ -7,7 +7,8 @@ current top), so they sit after everything already delivered. Streams are capped
 ``MAXLEN ~`` (settings); older history is in Cassandra.
 
 Each entry's fields: ``type`` (``comment`` | ``retract`` | ``epoch``) and ``data`` (the
-compact JSON the gateways forward to viewers as is, serialised once here).
+compact JSON the gateways forward to viewers as is, serialised once here); a shadow
+comment of a hidden user also has ``visible_to`` (its author, the only one shown it).
 
 If Redis loses history (a restart without the last writes), the next write to an event
 notices that the stream's top is behind what this process wrote, records a new epoch in
@@ -67,8 +68,9 @@ def position_of(stream_id: str) -> int:
 
 def comment_fields(c: Any) -> dict[str, Any]:
     """The viewer-facing fields of a comment (docs/protocol.md): of a ``CommentPublished``
-    or of a Cassandra row, which carry the same names."""
-    return {
+    or of a Cassandra row, which carry the same names. ``visible_to`` only on a shadow
+    comment (a hidden user's, for its author alone)."""
+    fields = {
         "comment_id": c.comment_id,
         "event_id": c.event_id,
         "position": c.position,
@@ -84,6 +86,10 @@ def comment_fields(c: Any) -> dict[str, Any]:
         "submitted_at": c.submitted_at,
         "published_at": c.published_at,
     }
+    visible_to = getattr(c, "visible_to", None)
+    if visible_to is not None:
+        fields["visible_to"] = visible_to
+    return fields
 
 
 def comment_json(c: CommentPublished) -> str:
@@ -147,9 +153,13 @@ class LiveStreams:
             await verify()
             pipe = self._redis.pipeline(transaction=False)
             for c in comments:
+                entry = {"type": "comment", "data": comment_json(c)}
+                if c.visible_to is not None:
+                    # Gateways deliver it to this user's connections alone.
+                    entry["visible_to"] = c.visible_to
                 pipe.xadd(
                     stream_key(c.event_id),
-                    {"type": "comment", "data": comment_json(c)},
+                    entry,
                     id=entry_id(c.position),
                     maxlen=self._maxlen,
                     approximate=True,
