@@ -1,0 +1,635 @@
+"""What a moderator can do, shared by the HTTP API and the WebSocket gateway.
+
+Build one per process, from what the edge already holds::
+
+    actions = ModeratorActions(
+        codec=codec,                 # schemas.codec.AvroCodec, schemas registered
+        producer=producer,           # connectors.kafka_producer.OutputProducer, started
+        store=store,                 # connectors.cassandra_store.CommentStore
+        event=lookup_event,          # (event_id) -> LiveEvent | None, sync or async
+        user=lookup_user,            # (user_id) -> UserProfile | None, sync or async
+        written=state.sync,          # optional: awaited after each state write
+    )
+    result = await actions.review(identity, "final-2026", 49533, "approve")
+
+``event`` and ``user`` should answer with the *latest* record (e.g. ``await
+state.sync(); return state.user(user_id)`` on ``topologies.state.GlobalState``):
+a ban or a timeout is a read-modify-write of the user's ``UserProfile``, and starting
+from a stale profile would undo a change made a moment ago elsewhere. ``written``,
+when given, is awaited after each write to ``users.profiles`` or ``events.settings``,
+so the caller's own state reads its write (a timed-out user's next post is refused by
+this very process).
+
+Every method takes the acting :class:`~gateways.auth.Identity`, writes its records to
+Kafka (idempotent producer, acks=all) and returns, once Kafka acknowledged them, a
+JSON-able dict. Anything a caller can get wrong raises :class:`ModerationError` with
+a stable code (the same in the protocol, the API and the docs) and an HTTP status.
+
+Who may act on whom: the acting identity needs a moderator role (``moderator``,
+``broadcaster`` or ``admin``, from its token). A user action (timeout, ban, hide and
+their reversals) or a removal is refused with ``not_authorized`` when the target
+user's profile carries a role as high as the actor's (``moderator`` < ``broadcaster``
+< ``admin``): a moderator cannot act on another moderator, a broadcaster or an
+admin. Nobody times out, bans or hides themselves.
+
+The pure parts (validation, ranks, the records built) are module functions, tested
+without a server in ``tests/unit/test_moderator_actions.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, Final, Protocol
+
+from aiokafka.errors import KafkaError
+
+from connectors.kafka_producer import OutputProducer
+from connectors.topics import (
+    COMMENTS_RETRACTED,
+    COMMENTS_SUBMITTED,
+    EVENTS_SETTINGS,
+    USERS_PROFILES,
+)
+from gateways.auth import Identity
+from schemas.codec import AvroCodec
+from schemas.records import (
+    CommentRetracted,
+    LiveEvent,
+    RetractionScope,
+    Strictness,
+    UserProfile,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_TIMEOUT_S: Final = 10
+MAX_TIMEOUT_S: Final = 86_400
+MAX_HELD_PAGE: Final = 500
+MAX_ID: Final = 128
+MAX_REASON: Final = 200
+MAX_SLOW_MODE_S: Final = 86_400
+# How far back a removal by comment id alone (no position, no user) looks for it.
+FIND_BY_ID_ROWS: Final = 2_000
+FAR_POSITION: Final = 2**62
+
+CODES: Final[dict[str, tuple[int, str]]] = {
+    "not_authorized": (403, "this identity may not do that"),
+    "event_not_found": (404, "no such event"),
+    "comment_not_found": (404, "no such comment (or no such held comment)"),
+    "user_not_found": (404, "no such user"),
+    "already_reviewed": (409, "a moderator has already decided about this held comment"),
+    "invalid_field": (400, "a field has the wrong type or value"),
+    "missing_field": (400, "a required field is missing"),
+    "post_failed": (503, "Kafka did not take the record; retry"),
+}
+"""The codes a moderator action can fail with: status and the default sentence."""
+
+RANKS: Final[dict[str, int]] = {"moderator": 1, "broadcaster": 2, "admin": 3}
+DECISIONS: Final[dict[str, str]] = {"approve": "APPROVE", "reject": "REJECT"}
+SCOPES: Final[dict[str, RetractionScope]] = {
+    "comment": RetractionScope.COMMENT,
+    "user_comments": RetractionScope.USER_COMMENTS,
+}
+
+
+class ModerationError(Exception):
+    """A moderator action that was refused: ``code`` (stable), a sentence, a status."""
+
+    def __init__(self, code: str, message: str | None = None, status: int | None = None) -> None:
+        default_status, default_message = CODES.get(code, (400, code))
+        self.code = code
+        self.message = message or default_message
+        self.status = default_status if status is None else status
+        super().__init__(self.message)
+
+
+class Held(Protocol):
+    """What is used of ``connectors.cassandra_store.HeldComment``."""
+
+    position: int
+    comment_id: str
+    decision: str | None
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def as_review(self, decision: str, reviewed_by: str, now_ms: int) -> Any: ...
+
+
+class Store(Protocol):
+    """What is used of ``connectors.cassandra_store.CommentStore``."""
+
+    async def held(
+        self, event_id: str, *, after: int | None = None, limit: int = 50, pending_only: bool = True
+    ) -> list[Any]: ...
+
+    async def held_one(self, event_id: str, position: int) -> Any: ...
+
+    async def after(self, event_id: str, position: int, limit: int) -> list[Any]: ...
+
+    async def before(self, event_id: str, position: int, limit: int) -> list[Any]: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# -- pure: validation ----------------------------------------------------------------------
+
+
+def checked_id(value: Any, name: str) -> str:
+    """A user id or comment id: a string of 1 to 128 printable characters."""
+    if value is None:
+        raise ModerationError("missing_field", f"`{name}` is required")
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID or not value.isprintable():
+        raise ModerationError("invalid_field", f"`{name}`: 1 to {MAX_ID} printable characters")
+    return value
+
+
+def checked_event_id(value: Any) -> str:
+    """The protocol's rule: ASCII letters, digits and ``._:@-``, at most 128."""
+    if value is None:
+        raise ModerationError("missing_field", "`event_id` is required")
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= MAX_ID
+        or not value.isascii()
+        or not all(c.isalnum() or c in "._:@-" for c in value)
+    ):
+        raise ModerationError("invalid_field", "`event_id` has characters an event id never has")
+    return value
+
+
+def checked_int(value: Any, name: str, low: int, high: int) -> int:
+    if value is None:
+        raise ModerationError("missing_field", f"`{name}` is required")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ModerationError("invalid_field", f"`{name}`: an integer from {low} to {high}")
+    return value
+
+
+def checked_position(value: Any, name: str = "position") -> int:
+    return checked_int(value, name, 0, FAR_POSITION - 1)
+
+
+def checked_duration(duration_s: Any) -> int:
+    """A timeout's length in seconds: 10 s to 24 h."""
+    return checked_int(duration_s, "duration_s", MIN_TIMEOUT_S, MAX_TIMEOUT_S)
+
+
+def checked_reason(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_REASON or not value.isprintable():
+        raise ModerationError("invalid_field", f"`reason`: 1 to {MAX_REASON} printable characters")
+    return value
+
+
+def checked_bool(value: Any, name: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ModerationError("invalid_field", f"`{name}`: true or false")
+    return value
+
+
+def checked_decision(value: Any) -> str:
+    """``approve`` or ``reject`` (any case) as the record's ``APPROVE`` or ``REJECT``."""
+    if value is None:
+        raise ModerationError("missing_field", "`decision` is required")
+    decision = DECISIONS.get(value.lower()) if isinstance(value, str) else None
+    if decision is None:
+        raise ModerationError("invalid_field", "`decision`: approve or reject")
+    return decision
+
+
+def checked_strictness(value: Any) -> Strictness:
+    if isinstance(value, str) and value.upper() in Strictness.__members__:
+        return Strictness(value.upper())
+    raise ModerationError("invalid_field", "`strictness`: relaxed, standard or strict")
+
+
+# -- pure: who may act on whom -------------------------------------------------------------
+
+
+def rank(roles: tuple[str, ...] | list[str]) -> int:
+    """0 for a viewer; moderator 1, broadcaster 2, admin 3 (the highest role held)."""
+    return max((RANKS.get(r, 0) for r in roles), default=0)
+
+
+def require_moderator(who: Identity) -> None:
+    if who.anonymous or not who.is_moderator:
+        raise ModerationError(
+            "not_authorized", "a moderator, broadcaster or admin role is required"
+        )
+
+
+def require_may_act_on(
+    who: Identity, user_id: str, target: UserProfile | None, *, self_ok: bool = False
+) -> None:
+    """``not_authorized`` unless ``who`` outranks the target user (see the module doc)."""
+    require_moderator(who)
+    if user_id == who.user_id:
+        if self_ok:
+            return
+        raise ModerationError("not_authorized", "a moderator cannot act on themselves")
+    if target is not None and rank(target.roles) >= rank(who.roles):
+        role = max(target.roles, key=lambda r: RANKS.get(r, 0))
+        raise ModerationError("not_authorized", f"{user_id!r} is a {role}: ask someone above them")
+
+
+# -- pure: the records ---------------------------------------------------------------------
+
+
+def changed_profile(
+    current: UserProfile | None, user_id: str, now: int, **changes: Any
+) -> UserProfile:
+    """The user's profile with ``changes``, started from ``current`` (a user without a
+    profile gets one named after their id); ``updated_at`` always moves forward."""
+    if current is None:
+        return UserProfile(user_id=user_id, display_name=user_id, updated_at=now, **changes)
+    return replace(current, **changes, updated_at=max(now, current.updated_at + 1))
+
+
+def user_retraction(
+    event_id: str, user_id: str, *, reason: str, actor: str, now: int
+) -> CommentRetracted:
+    """Every comment of ``user_id`` in ``event_id`` removed (a ban's or timeout's clear)."""
+    return CommentRetracted(
+        event_id=event_id,
+        scope=RetractionScope.USER_COMMENTS,
+        user_id=user_id,
+        reason=reason,
+        actor=actor,
+        retracted_at=now,
+    )
+
+
+def user_view(user_id: str, profile: UserProfile | None, now: int) -> dict[str, Any]:
+    """A user's moderation state; a timeout that has run out shows as null."""
+    if profile is None:
+        return {"user_id": user_id, "banned": False, "timeout_until": None, "hidden": False,
+                "roles": []}  # fmt: skip
+    until = profile.timeout_until
+    return {
+        "user_id": user_id,
+        "banned": profile.banned,
+        "timeout_until": until if until is not None and until > now else None,
+        "hidden": profile.hidden,
+        "roles": list(profile.roles),
+    }
+
+
+def event_view(e: LiveEvent, *, full: bool) -> dict[str, Any]:
+    """An event as the API and the protocol show it; moderation settings only to
+    moderators (``full``)."""
+    view: dict[str, Any] = {
+        "event_id": e.event_id,
+        "title": e.title,
+        "status": e.status.value.lower(),
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+        "slow_mode_s": e.slow_mode_s,
+        "anonymous_read": e.anonymous_read,
+        "members_only": e.members_only,
+        "hot_rate_per_s": e.hot_rate_per_s,
+    }
+    if full:
+        view |= {
+            "strictness": e.strictness.value.lower(),
+            "blocked_terms": list(e.blocked_terms),
+            "allowed_terms": list(e.allowed_terms),
+            "link_policy": e.link_policy.value.lower(),
+            "allowed_domains": list(e.allowed_domains),
+            "thresholds": e.thresholds.to_avro(),
+        }
+    return view
+
+
+def held_page(event_id: str, items: list[Any], limit: int) -> dict[str, Any]:
+    """A page of held comments; ``next_after`` is the ``after`` of the next page, null
+    when this page was not full (no more now)."""
+    return {
+        "event_id": event_id,
+        "items": [h.to_json() for h in items],
+        "next_after": items[-1].position if len(items) >= limit and items else None,
+    }
+
+
+async def _answer(lookup: Callable[[str], Any], key: str) -> Any:
+    found = lookup(key)
+    if inspect.isawaitable(found):
+        found = await found
+    return found
+
+
+# -- the service ---------------------------------------------------------------------------
+
+
+class ModeratorActions:
+    """Moderator actions as records on Kafka (see the module doc for the constructor)."""
+
+    def __init__(
+        self,
+        *,
+        codec: AvroCodec,
+        producer: OutputProducer,
+        store: Store,
+        event: Callable[[str], Any],
+        user: Callable[[str], Any],
+        written: Callable[[], Awaitable[Any]] | None = None,
+        clock: Callable[[], int] = now_ms,
+        produce_timeout_s: float = 30.0,
+    ) -> None:
+        self._codec = codec
+        self._producer = producer
+        self._store = store
+        self._event = event
+        self._user = user
+        self._written = written
+        self._clock = clock
+        self._timeout = produce_timeout_s
+
+    # -- lookups and writes
+
+    async def _known_event(self, event_id: Any) -> LiveEvent:
+        event: LiveEvent | None = await _answer(self._event, checked_event_id(event_id))
+        if event is None or event.deleted:
+            raise ModerationError("event_not_found", f"no event {event_id!r}")
+        return event
+
+    async def _profile(self, user_id: str) -> UserProfile | None:
+        profile: UserProfile | None = await _answer(self._user, user_id)
+        return profile
+
+    async def _produce(self, topic: str, key: str, record: Any) -> None:
+        """One record, returned once Kafka acknowledged it (``post_failed`` if not)."""
+        try:
+            future = await self._producer.send(
+                topic, key.encode(), self._codec.encode(topic, record)
+            )
+            await asyncio.wait_for(future, self._timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            if isinstance(e, KafkaError):
+                # As the poster does: a producer that lost its sequence fails every later
+                # send, and the retry goes through a new one.
+                await self._producer.reset()
+            raise ModerationError("post_failed", f"Kafka did not take the record: {e}") from e
+
+    async def _state_written(self) -> None:
+        if self._written is not None:
+            try:
+                await self._written()
+            except Exception as e:  # the write is acked; reading it back is a courtesy
+                log.warning("state sync after a moderator action failed: %s", e)
+
+    # -- held comments
+
+    async def held(
+        self, who: Identity, event_id: Any, after: Any = None, limit: Any = 50
+    ) -> dict[str, Any]:
+        """Held comments awaiting a decision, by position, those after ``after``."""
+        require_moderator(who)
+        event = await self._known_event(event_id)
+        if after is not None:
+            after = checked_int(after, "after", -1, FAR_POSITION - 1)
+        n = checked_int(50 if limit is None else limit, "limit", 1, MAX_HELD_PAGE)
+        items = await self._store.held(event.event_id, after=after, limit=n, pending_only=True)
+        return held_page(event.event_id, items, n)
+
+    async def review(
+        self, who: Identity, event_id: Any, position: Any, decision: Any
+    ) -> dict[str, Any]:
+        """Approve or reject the comment held at ``position``: a ``CommentSubmitted``
+        with ``review`` to ``comments.submitted``. The pipeline publishes an approved
+        comment at the review's own position (keeping its comment_id) and ignores a
+        second decision; here a decision already recorded is ``already_reviewed``."""
+        require_moderator(who)
+        chosen = checked_decision(decision)
+        event = await self._known_event(event_id)
+        at = checked_position(position)
+        held: Held | None = await self._store.held_one(event.event_id, at)
+        if held is None:
+            raise ModerationError("comment_not_found", f"nothing held at position {at}")
+        if held.decision is not None:
+            raise ModerationError(
+                "already_reviewed", f"held comment {held.comment_id} was decided: {held.decision}"
+            )
+        record = held.as_review(chosen, who.user_id, self._clock())
+        await self._produce(COMMENTS_SUBMITTED, event.event_id, record)
+        log.info("%s %s held %s/%s", who.user_id, chosen.lower(), event.event_id, at)
+        return {
+            "event_id": event.event_id,
+            "position": at,
+            "comment_id": held.comment_id,
+            "decision": chosen.lower(),
+            "status": "accepted",
+        }
+
+    # -- removals
+
+    async def remove(
+        self,
+        who: Identity,
+        event_id: Any,
+        comment_id: Any = None,
+        position: Any = None,
+        user_id: Any = None,
+        scope: Any = "comment",
+        reason: Any = "removed_by_moderator",
+    ) -> dict[str, Any]:
+        """Remove a published comment (by ``position`` or ``comment_id``), or with
+        ``scope="user_comments"`` every comment of ``user_id`` in the event: a
+        ``CommentRetracted`` to ``comments.retracted``. The author is found in
+        Cassandra when not given."""
+        require_moderator(who)
+        kind = SCOPES.get(scope) if isinstance(scope, str) else None
+        if kind is None:
+            raise ModerationError("invalid_field", "`scope`: comment or user_comments")
+        event = await self._known_event(event_id)
+        why = checked_reason(reason, "removed_by_moderator")
+        if comment_id is not None:
+            comment_id = checked_id(comment_id, "comment_id")
+        if position is not None:
+            position = checked_position(position)
+        if user_id is not None:
+            user_id = checked_id(user_id, "user_id")
+        if kind is RetractionScope.USER_COMMENTS:
+            if user_id is None:
+                raise ModerationError("missing_field", "`user_id` is required")
+            comment_id = position = None
+        else:
+            if comment_id is None and position is None:
+                raise ModerationError("missing_field", "`comment_id` or `position` is required")
+            if user_id is None:
+                row = await self._find(event.event_id, comment_id, position)
+                user_id, comment_id, position = row.user_id, row.comment_id, row.position
+        author = await self._profile(user_id)
+        require_may_act_on(who, user_id, author, self_ok=True)
+        record = CommentRetracted(
+            event_id=event.event_id,
+            scope=kind,
+            comment_id=comment_id,
+            user_id=user_id,
+            position=position,
+            reason=why,
+            actor=who.user_id,
+            retracted_at=self._clock(),
+        )
+        await self._produce(COMMENTS_RETRACTED, event.event_id, record)
+        return {
+            "event_id": event.event_id,
+            "scope": kind.value.lower(),
+            "user_id": user_id,
+            "comment_id": comment_id,
+            "position": position,
+            "reason": why,
+        }
+
+    async def _find(self, event_id: str, comment_id: str | None, position: int | None) -> Any:
+        """The stored comment at ``position`` (checked against ``comment_id``), or the one
+        with ``comment_id`` among the event's newest ``FIND_BY_ID_ROWS``."""
+        if position is not None:
+            rows = await self._store.after(event_id, position - 1, 1)
+            found = rows[0] if rows and rows[0].position == position else None
+            if found is not None and comment_id in (None, found.comment_id):
+                return found
+        else:
+            for row in await self._store.before(event_id, FAR_POSITION, FIND_BY_ID_ROWS):
+                if row.comment_id == comment_id:
+                    return row
+        where = f"at position {position}" if position is not None else f"{comment_id!r}"
+        raise ModerationError("comment_not_found", f"no published comment {where} in {event_id}")
+
+    # -- users
+
+    async def user_status(self, who: Identity, user_id: Any) -> dict[str, Any]:
+        """A user's moderation state (``user_not_found`` if they have no profile)."""
+        require_moderator(who)
+        uid = checked_id(user_id, "user_id")
+        profile = await self._profile(uid)
+        if profile is None:
+            raise ModerationError("user_not_found", f"no profile for {uid!r}")
+        return user_view(uid, profile, self._clock())
+
+    async def _change_user(
+        self,
+        who: Identity,
+        user_id: Any,
+        *,
+        create: bool,
+        clear_in: tuple[str, str] | None = None,
+        **changes: Any,
+    ) -> dict[str, Any]:
+        """Read the latest profile, check who acts on whom, write the changed profile,
+        then (``clear_in`` = (event_id, reason)) retract the user's comments there."""
+        require_moderator(who)
+        uid = checked_id(user_id, "user_id")
+        current = await self._profile(uid)
+        if current is None and not create:
+            raise ModerationError("user_not_found", f"no profile for {uid!r}")
+        require_may_act_on(who, uid, current)
+        now = self._clock()
+        profile = changed_profile(current, uid, now, **changes)
+        await self._produce(USERS_PROFILES, uid, profile)
+        retracted_in: str | None = None
+        if clear_in is not None:
+            event_id, reason = clear_in
+            record = user_retraction(event_id, uid, reason=reason, actor=who.user_id, now=now)
+            await self._produce(COMMENTS_RETRACTED, event_id, record)
+            retracted_in = event_id
+        await self._state_written()
+        return user_view(uid, profile, now) | {"retracted_in": retracted_in}
+
+    async def _clear_target(self, event_id: Any, clear: bool) -> str | None:
+        if event_id is None:
+            return None
+        event = await self._known_event(event_id)
+        return event.event_id if clear else None
+
+    async def timeout(
+        self,
+        who: Identity,
+        user_id: Any,
+        duration_s: Any,
+        reason: Any = None,
+        event_id: Any = None,
+        clear: Any = False,
+    ) -> dict[str, Any]:
+        """No posts from the user for ``duration_s`` (10 s to 24 h), everywhere; with
+        ``event_id`` and ``clear`` their comments in that event are removed too."""
+        require_moderator(who)
+        seconds = checked_duration(duration_s)
+        why = checked_reason(reason, "timed_out_by_moderator")
+        clear_event = await self._clear_target(event_id, checked_bool(clear, "clear", False))
+        result = await self._change_user(
+            who,
+            user_id,
+            create=True,
+            clear_in=(clear_event, "user_timed_out") if clear_event else None,
+            timeout_until=self._clock() + seconds * 1000,
+        )
+        log.info("%s timed out %s for %ss: %s", who.user_id, result["user_id"], seconds, why)
+        return result | {"duration_s": seconds, "reason": why}
+
+    async def untimeout(self, who: Identity, user_id: Any) -> dict[str, Any]:
+        return await self._change_user(who, user_id, create=False, timeout_until=None)
+
+    async def ban(
+        self,
+        who: Identity,
+        user_id: Any,
+        reason: Any = None,
+        event_id: Any = None,
+        clear: Any = True,
+    ) -> dict[str, Any]:
+        """No posts from the user, everywhere, until unbanned; with ``event_id`` (and
+        ``clear``, the default) their comments in that event are removed too."""
+        require_moderator(who)
+        why = checked_reason(reason, "banned_by_moderator")
+        clear_event = await self._clear_target(event_id, checked_bool(clear, "clear", True))
+        result = await self._change_user(
+            who,
+            user_id,
+            create=True,
+            clear_in=(clear_event, "user_banned") if clear_event else None,
+            banned=True,
+        )
+        log.info("%s banned %s: %s", who.user_id, result["user_id"], why)
+        return result | {"reason": why}
+
+    async def unban(self, who: Identity, user_id: Any) -> dict[str, Any]:
+        return await self._change_user(who, user_id, create=False, banned=False)
+
+    async def hide(self, who: Identity, user_id: Any) -> dict[str, Any]:
+        """Shadow the user: their comments are shown only to them (``visible_to``)."""
+        return await self._change_user(who, user_id, create=True, hidden=True)
+
+    async def unhide(self, who: Identity, user_id: Any) -> dict[str, Any]:
+        return await self._change_user(who, user_id, create=False, hidden=False)
+
+    # -- event settings
+
+    async def event_settings(
+        self, who: Identity, event_id: Any, *, slow_mode_s: Any = None, strictness: Any = None
+    ) -> dict[str, Any]:
+        """Change an event's slow mode (seconds between a user's posts, 0 = off) and/or
+        moderation strictness; returns the event's full view."""
+        require_moderator(who)
+        changes: dict[str, Any] = {}
+        if slow_mode_s is not None:
+            changes["slow_mode_s"] = checked_int(slow_mode_s, "slow_mode_s", 0, MAX_SLOW_MODE_S)
+        if strictness is not None:
+            changes["strictness"] = checked_strictness(strictness)
+        event = await self._known_event(event_id)
+        if changes:
+            event = replace(event, **changes, updated_at=max(self._clock(), event.updated_at + 1))
+            await self._produce(EVENTS_SETTINGS, event.event_id, event)
+            await self._state_written()
+        return event_view(event, full=True)
