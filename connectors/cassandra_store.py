@@ -245,7 +245,8 @@ class CommentStore:
         self._insert_held = s.prepare(
             f"INSERT INTO {ks}.held_comments (event_id, position, comment_id, user_id, text, "
             "client_nonce, reply_to, submitted_at, gateway_id, trace_parent, language_hint, "
-            "language, scores, reasons, held_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "language, scores, reasons, held_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         self._select_held = s.prepare(
             f"SELECT * FROM {ks}.held_comments WHERE event_id = ? AND position > ? LIMIT ?"

@@ -153,7 +153,7 @@ class LiveStreams:
             await verify()
             pipe = self._redis.pipeline(transaction=False)
             for c in comments:
-                entry = {"type": "comment", "data": comment_json(c)}
+                entry: dict[Any, Any] = {"type": "comment", "data": comment_json(c)}
                 if c.visible_to is not None:
                     # Gateways deliver it to this user's connections alone.
                     entry["visible_to"] = c.visible_to

@@ -41,7 +41,7 @@ from connectors.redis_streams import LiveStreams
 from deploy.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError, RegistryError
-from schemas.records import CommentRetracted, CommentSubmitted
+from schemas.records import CommentRetracted, CommentSubmitted, RetractionScope
 from topologies import metrics as M
 from topologies.moderation.engine import build as build_engine
 from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
@@ -443,6 +443,7 @@ class Runtime:
 
         batch_epochs = {p: partition_epoch(p) for p in last_event}
         known_heads = await self._heads_after_discontinuity(items)
+        reviews = await self._claim_reviews(items)
         now_ms = int(time.time() * 1000)
         t1 = time.perf_counter()
 
@@ -455,6 +456,7 @@ class Runtime:
                 heads=lambda e: known_heads[e] if e in known_heads else tuple(heads.get(e) or ()),
                 epochs=batch_epochs.__getitem__,
                 now_ms=now_ms,
+                reviews=reviews,
             )
 
         plan = make_plan()
@@ -478,6 +480,10 @@ class Runtime:
             await self.store.upsert(plan.published)
             M.stage_latency.labels("persist").observe(time.perf_counter() - ts)
 
+        async def hold() -> None:
+            assert self.store
+            await self.store.hold(plan.held)
+
         async def fanout() -> None:
             assert self.streams
             ts = time.perf_counter()
@@ -492,16 +498,20 @@ class Runtime:
 
         # The three tiers are written at once; the batch is acknowledged when all three
         # have it, so their order does not matter (each write is idempotent).
+        tiers = [publish()]
         if plan.published:
-            await asyncio.gather(publish(), persist(), fanout())
-        else:
-            await publish()
+            tiers += [persist(), fanout()]
+        if plan.held:
+            tiers.append(hold())
+        await asyncio.gather(*tiers)
 
         self._heads_verified(items, known_heads)
         # State last: if we crash before this, the replay recomputes the same state.
         for key, history in plan.histories.items():
             with _as_current(last_event[plan.partition_of[key]]):
-                histories[key] = [[p.offset, p.at_ms, p.comment_id, p.fingerprint] for p in history]
+                histories[key] = [
+                    [p.offset, p.at_ms, p.comment_id, p.fingerprint, p.flagged] for p in history
+                ]
         for event_id, positions in plan.heads.items():
             with _as_current(last_event[plan.partition_of[event_id]]):
                 heads[event_id] = list(positions)
@@ -520,6 +530,18 @@ class Runtime:
             M.records_out.labels(r.stage, "rejected").inc()
         M.records_out.labels("publish", "published").inc(len(plan.published))
         M.stage_latency.labels("batch").observe(time.perf_counter() - t0)
+
+    async def _claim_reviews(self, items: list[Incoming]) -> dict[int, Any]:
+        """For each moderator's review record of the batch, the held comment it decides
+        (claimed in Cassandra once; a re-processed batch finds its own claim) or None."""
+        assert self.store
+        claimed: dict[int, Any] = {}
+        for item in items:
+            if item.comment is not None and item.comment.review is not None:
+                claimed[item.offset] = await self.store.claim_review(item.comment, item.offset)
+                outcome = "claimed" if claimed[item.offset] else "already_reviewed"
+                M.records_out.labels("review", outcome).inc()
+        return claimed
 
     async def _heads_after_discontinuity(self, items: list[Incoming]) -> dict[str, tuple[int, ...]]:
         """Heads from Cassandra for events of partitions that did not continue where we left.
@@ -619,11 +641,17 @@ class Runtime:
                 M.dead_letters.labels(e.code).inc()
                 continue
             position = r.position
-            if position is None and r.comment_id and r.user_id:
-                found = await self.store.locate(r.user_id, r.comment_id)
-                position = found[1] if found else None
-            if position is not None:
-                await self.store.mark_removed(r.event_id, position, r.reason, r.retracted_at)
+            if r.scope is RetractionScope.USER_COMMENTS:
+                # Every comment of the user in the event (a ban or timeout that clears).
+                await self.store.remove_user_comments(
+                    r.event_id, r.user_id, r.reason, r.retracted_at
+                )
+            else:
+                if position is None and r.comment_id and r.user_id:
+                    found = await self.store.locate(r.user_id, r.comment_id)
+                    position = found[1] if found else None
+                if position is not None:
+                    await self.store.mark_removed(r.event_id, position, r.reason, r.retracted_at)
             await self.streams.retract(r, position)
             M.records_out.labels("retract", "retracted").inc()
 

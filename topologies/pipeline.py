@@ -10,8 +10,9 @@ then acknowledges the batch, so a crash re-plans the same batch to the same resu
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from schemas.records import (
     CommentModerated,
@@ -20,11 +21,18 @@ from schemas.records import (
     CommentSubmitted,
     Decision,
     LiveEvent,
+    ReviewDecision,
     UserProfile,
 )
 from topologies.moderation.normalize import fingerprint
 from topologies.stages.enrich import enrich
-from topologies.stages.moderate import ModerationEngine, ModerationInput, RecentPost, decide
+from topologies.stages.moderate import (
+    ModerationEngine,
+    ModerationInput,
+    RecentPost,
+    context_of,
+    decide_in_context,
+)
 from topologies.stages.publish import UNKNOWN, advance, previous_for, publish
 from topologies.stages.validate import (
     HISTORY_KEPT,
@@ -36,6 +44,7 @@ from topologies.stages.validate import (
 )
 
 REJECTED = "REJECTED"
+REVIEW_VERSION = "review-1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,8 @@ class BatchPlan:
     rejected: list[CommentRejected] = field(default_factory=list)
     moderated: list[CommentModerated] = field(default_factory=list)
     published: list[CommentPublished] = field(default_factory=list)
+    # Comments held for review, with their position: the review queue's new rows.
+    held: list[tuple[int, CommentModerated]] = field(default_factory=list)
     # State to write back, one value per key (the last one of the batch).
     histories: dict[str, tuple[Post, ...]] = field(default_factory=dict)
     heads: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -99,10 +110,15 @@ class CommentProcessor:
         heads: Callable[[str], tuple[int, ...]],
         epochs: Callable[[int], int],
         now_ms: int,
+        reviews: Mapping[int, Any] = {},
     ) -> BatchPlan:
+        """``reviews``: for each review record of the batch (by offset), the held comment
+        it decides (``CommentStore.claim_review``), or None when it decides nothing."""
         plan = BatchPlan()
         accepted: list[tuple[Incoming, CommentSubmitted, LiveEvent, UserProfile | None]] = []
         inputs: list[ModerationInput] = []
+        # Where each accepted comment's history entry is, to mark it a strike if flagged.
+        history_of: list[str] = []
 
         for item in batch:
             comment = item.comment
@@ -111,6 +127,19 @@ class CommentProcessor:
                     _rejection(
                         item, item.error_code or "undecodable", item.error_detail, "decode", now_ms
                     )
+                )
+                continue
+            if comment.review is not None:
+                self._review(
+                    plan,
+                    item,
+                    comment,
+                    reviews.get(item.offset),
+                    events,
+                    users,
+                    heads,
+                    epochs,
+                    now_ms,
                 )
                 continue
             key = history_key(comment.event_id, comment.user_id)
@@ -155,8 +184,11 @@ class CommentProcessor:
             )
             plan.partition_of[key] = item.partition
             accepted.append((item, verdict.comment, event, user))
+            history_of.append(key)
             recent = tuple(
-                RecentPost(p.at_ms, p.fingerprint) for p in past if p.offset < item.offset
+                RecentPost(p.at_ms, p.fingerprint, p.flagged)
+                for p in past
+                if p.offset < item.offset
             )
             inputs.append(ModerationInput(verdict.comment, event, user, recent, print_))
 
@@ -167,8 +199,10 @@ class CommentProcessor:
         assessments = self.engine.assess(inputs)
         plan.moderation_s = time.perf_counter() - t0
 
-        for (item, comment, event, user), assessment in zip(accepted, assessments, strict=True):
-            decision, reasons = decide(assessment, event.thresholds)
+        for (item, comment, event, user), assessment, moderation_input, key in zip(
+            accepted, assessments, inputs, history_of, strict=True
+        ):
+            decision, reasons = decide_in_context(assessment, event, context_of(moderation_input))
             plan.moderated.append(
                 CommentModerated.of(
                     comment,
@@ -193,27 +227,122 @@ class CommentProcessor:
                 )
             )
             if decision is not Decision.APPROVE:
+                _mark_strike(plan, key, item.offset)
+                if decision is Decision.HOLD_FOR_REVIEW:
+                    plan.held.append((item.offset, plan.moderated[-1]))
                 continue
-            event_heads = plan.heads.get(comment.event_id)
-            if event_heads is None:
-                event_heads = heads(comment.event_id)
-            previous = previous_for(event_heads, item.offset)
-            if previous == UNKNOWN:
-                plan.unknown_previous.append(len(plan.published))
+            self._publish(plan, item, comment, user, assessment.language, heads, epochs, now_ms)
+        return plan
+
+    @staticmethod
+    def _publish(
+        plan: BatchPlan,
+        item: Incoming,
+        comment: CommentSubmitted,
+        user: UserProfile | None,
+        language: str | None,
+        heads: Callable[[str], tuple[int, ...]],
+        epochs: Callable[[int], int],
+        now_ms: int,
+    ) -> None:
+        """Publish ``comment`` at ``item.offset``. A hidden author's comment is a shadow
+        comment: shown to the author alone, outside the public chain (heads unmoved)."""
+        event_heads = plan.heads.get(comment.event_id)
+        if event_heads is None:
+            event_heads = heads(comment.event_id)
+        previous = previous_for(event_heads, item.offset)
+        if previous == UNKNOWN:
+            plan.unknown_previous.append(len(plan.published))
+        hidden = user is not None and user.hidden
+        if not hidden:
             plan.heads[comment.event_id] = advance(event_heads, item.offset)
             plan.partition_of[comment.event_id] = item.partition
-            plan.published.append(
-                publish(
-                    comment,
-                    author=enrich(comment, user),
-                    language=assessment.language,
-                    position=item.offset,
-                    previous_position=previous,
-                    epoch=epochs(item.partition),
-                    published_at=now_ms,
+        published = publish(
+            comment,
+            author=enrich(comment, user),
+            language=language,
+            position=item.offset,
+            previous_position=previous,
+            epoch=epochs(item.partition),
+            published_at=now_ms,
+        )
+        if hidden:
+            published = replace(published, visible_to=comment.user_id)
+        plan.published.append(published)
+
+    def _review(
+        self,
+        plan: BatchPlan,
+        item: Incoming,
+        record: CommentSubmitted,
+        held: Any,
+        events: Callable[[str], LiveEvent | None],
+        users: Callable[[str], UserProfile | None],
+        heads: Callable[[str], tuple[int, ...]],
+        epochs: Callable[[int], int],
+        now_ms: int,
+    ) -> None:
+        """A moderator's decision about a held comment (``CommentSubmitted.review``):
+        APPROVE publishes it here, at this record's offset (it enters the event's order
+        when approved, keeping its comment_id); REJECT drops it for good. ``held`` is None
+        when the record decides nothing (decided before, or nothing held there)."""
+        review = record.review
+        assert review is not None
+        if held is None:
+            plan.rejected.append(
+                _rejection(
+                    item,
+                    "already_reviewed",
+                    f"no pending held comment {record.comment_id} at {review.held_position}",
+                    "review",
+                    now_ms,
+                    comment=record,
                 )
             )
-        return plan
+            return
+        event = events(record.event_id)
+        approve = review.decision is ReviewDecision.APPROVE
+        if approve and (event is None or event.deleted):
+            plan.rejected.append(
+                _rejection(
+                    item,
+                    "unknown_event",
+                    f"no event {record.event_id!r}",
+                    "review",
+                    now_ms,
+                    comment=record,
+                )
+            )
+            return
+        comment = replace(record, review=None)
+        plan.moderated.append(
+            CommentModerated.of(
+                comment,
+                decision=Decision.APPROVE if approve else Decision.BLOCK,
+                moderated_at=now_ms,
+                engine_version=REVIEW_VERSION,
+                scores=held.scores,
+                reasons=(
+                    *held.reasons,
+                    "approved_by_moderator" if approve else "rejected_by_moderator",
+                ),
+                language=held.language,
+                latency_ms=0,
+                reviewed_by=review.reviewed_by,
+            )
+        )
+        if approve:
+            user = users(record.user_id)
+            self._publish(plan, item, comment, user, held.language, heads, epochs, now_ms)
+
+
+def _mark_strike(plan: BatchPlan, key: str, offset: int) -> None:
+    """The user's post at ``offset`` was held or blocked: a strike in their history."""
+    history = plan.histories.get(key)
+    if history:
+        plan.histories[key] = tuple(
+            replace(p, flagged=True) if p.offset == offset else p for p in history
+        )
 
 
 def _rejection(

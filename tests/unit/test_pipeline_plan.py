@@ -73,7 +73,9 @@ class _Stack:
     heads: dict[str, tuple[int, ...]] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
 
-    def plan(self, batch: list[Incoming], now_ms: int = NOW) -> BatchPlan:
+    def plan(
+        self, batch: list[Incoming], now_ms: int = NOW, reviews: dict[int, Any] | None = None
+    ) -> BatchPlan:
         return CommentProcessor(RulesEngine(), self.limits).plan(
             batch,
             events=self.events.get,
@@ -82,6 +84,7 @@ class _Stack:
             heads=lambda event_id: self.heads.get(event_id, ()),
             epochs=lambda partition: EPOCH + partition,
             now_ms=now_ms,
+            reviews=reviews or {},
         )
 
     def write_back(self, plan: BatchPlan) -> None:
@@ -512,3 +515,193 @@ def test_the_plan_is_a_pure_function_of_its_inputs(size: int) -> None:
     one, two = _Stack().plan(batch), _Stack().plan(batch)
     one.moderation_s = two.moderation_s = 0.0
     assert one == two
+
+
+# Human review: a moderator's decision travels comments.submitted (CommentSubmitted.review)
+
+
+def _held_row(offset: int, text: str = "WHAT A GOAL BY THE KEEPER", user: str = "u-ada") -> Any:
+    from connectors.cassandra_store import HeldComment
+
+    submitted = _in(offset, text, user=user).comment
+    assert submitted is not None
+    return HeldComment(
+        event_id=submitted.event_id,
+        position=offset,
+        comment_id=submitted.comment_id,
+        user_id=submitted.user_id,
+        text=submitted.text,
+        client_nonce=None,
+        reply_to=None,
+        submitted_at=submitted.submitted_at,
+        gateway_id=submitted.gateway_id,
+        trace_parent=submitted.trace_parent,
+        language_hint=None,
+        language="en",
+        scores={"spam": 0.65, "toxicity": 0.0},
+        reasons=["caps_flood"],
+        held_at=NOW,
+    )
+
+
+def _review(offset: int, held: Any, decision: str = "APPROVE") -> Incoming:
+    record = held.as_review(decision, "mod-1", NOW)
+    return Incoming(TOPIC, 3, offset, f"raw-{offset}".encode(), record)
+
+
+def test_a_held_comment_is_queued_for_review_with_its_position() -> None:
+    plan = _Stack().plan([_in(1), _in(2, "WHAT A GOAL BY THE KEEPER")])
+    assert [(position, m.comment_id) for position, m in plan.held] == [(2, "c-2")]
+
+
+def test_an_approved_comment_is_published_at_the_review_records_offset_in_the_chain() -> None:
+    stack = _Stack()
+    stack.run([_in(1), _in(2, "WHAT A GOAL BY THE KEEPER"), _in(3)])
+    held = _held_row(2)
+    plan = stack.plan([_review(7, held), _in(8)], now_ms=NOW + 1, reviews={7: held})
+    assert [(c.comment_id, c.position, c.previous_position) for c in plan.published] == [
+        ("c-2", 7, 3),
+        ("c-8", 8, 7),
+    ]
+    approved = plan.published[0]
+    assert approved.text == "WHAT A GOAL BY THE KEEPER" and approved.language == "en"
+    [decision, _] = plan.moderated
+    assert (decision.decision, decision.reviewed_by) == (Decision.APPROVE, "mod-1")
+    assert decision.reasons[-1] == "approved_by_moderator"
+
+
+def test_a_rejected_comment_is_never_published() -> None:
+    held = _held_row(2)
+    plan = _Stack().plan([_review(7, held, "REJECT")], now_ms=NOW + 1, reviews={7: held})
+    assert plan.published == []
+    [decision] = plan.moderated
+    assert (decision.decision, decision.reviewed_by) == (Decision.BLOCK, "mod-1")
+
+
+def test_a_review_that_decides_nothing_is_dead_lettered_as_already_reviewed() -> None:
+    review = _review(7, _held_row(2))
+    plan = CommentProcessor(RulesEngine(), Limits()).plan(
+        [review],
+        events=_Stack().events.get,
+        users=_Stack().users.get,
+        history=lambda key: (),
+        heads=lambda event_id: (),
+        epochs=lambda partition: EPOCH,
+        now_ms=NOW,
+        reviews={7: None},
+    )
+    assert plan.published == [] and plan.moderated == []
+    assert [(r.reason, r.stage, r.comment_id) for r in plan.rejected] == [
+        ("already_reviewed", "review", "c-2")
+    ]
+
+
+def test_reviews_are_neither_validated_nor_remembered_as_posts() -> None:
+    stack = _Stack()
+    stack.users["u-ada"] = _user("u-ada", verified=True)
+    held = _held_row(2)
+    # A review arrives long after slow mode or the rate limit would have refused a post.
+    stack.events["evt-1"] = _live("evt-1", slow_mode_s=600)
+    plan = stack.plan([_review(7, held)], reviews={7: held})
+    assert [c.comment_id for c in plan.published] == ["c-2"]
+    assert plan.histories == {}
+
+
+# Hidden users: shadow comments
+
+
+def test_a_hidden_users_comment_is_a_shadow_outside_the_public_chain() -> None:
+    stack = _Stack()
+    stack.users["u-bob"] = _user("u-bob", hidden=True)
+    plan = stack.run([_in(1), _in(2, user="u-bob"), _in(3)])
+    assert [(c.position, c.previous_position, c.visible_to) for c in plan.published] == [
+        (1, None, None),
+        (2, 1, "u-bob"),
+        (3, 1, None),
+    ]
+    assert stack.heads["evt-1"] == (1, 3)
+
+
+# User context: strikes and first-time commenters
+
+
+def test_a_held_or_blocked_post_is_a_strike_in_the_users_history() -> None:
+    stack = _Stack()
+    stack.run([_in(1, "nice play", user="u-bob"), _in(2, "spoiler", user="u-bob")])
+    assert [p.flagged for p in stack.histories[history_key("evt-1", "u-bob")]] == [False, True]
+
+
+class _Scores:
+    """Scores every comment the same, so only context can change the decision."""
+
+    version = "fixed"
+
+    def __init__(self, spam: float, toxicity: float = 0.0) -> None:
+        self.scores = {"spam": spam, "toxicity": toxicity}
+
+    def assess(self, batch: Sequence[ModerationInput]) -> list[Assessment]:
+        return [Assessment(scores=dict(self.scores)) for _ in batch]
+
+
+def _decide(engine: Any, batch: list[Incoming], stack: _Stack) -> BatchPlan:
+    plan = CommentProcessor(engine, Limits()).plan(
+        batch,
+        events=stack.events.get,
+        users=stack.users.get,
+        history=lambda key: stack.histories.get(key, ()),
+        heads=lambda event_id: (),
+        epochs=lambda partition: EPOCH,
+        now_ms=NOW,
+    )
+    stack.write_back(plan)
+    return plan
+
+
+def test_a_first_time_commenter_gets_a_stricter_spam_review_threshold() -> None:
+    stack = _Stack()
+    first = _decide(_Scores(spam=0.55), [_in(1, "buy now", user="u-bob")], stack)
+    [m] = first.moderated
+    assert (m.decision, m.reasons) == (
+        Decision.HOLD_FOR_REVIEW,
+        ("spam_score", "first_time_commenter"),
+    )
+    # The same score from a verified regular passes.
+    again = _decide(_Scores(spam=0.55), [_in(2, "buy now", user="u-ada")], stack)
+    assert again.moderated[0].decision is Decision.APPROVE
+
+
+def test_strikes_lower_the_review_thresholds_of_that_user_only() -> None:
+    stack = _Stack()
+    t = T0
+    stack.histories[history_key("evt-1", "u-bob")] = (
+        Post(1, t, "c-1", flagged=True),
+        Post(2, t + 1, "c-2", flagged=True),
+    )
+    stack.histories[history_key("evt-1", "u-carl")] = (Post(3, t + 2, "c-3"),)
+    plan = _decide(
+        _Scores(spam=0.0, toxicity=0.35),
+        [_in(5, "meh", user="u-bob"), _in(6, "meh", user="u-carl")],
+        stack,
+    )
+    assert [(m.user_id, m.decision) for m in plan.moderated] == [
+        ("u-bob", Decision.HOLD_FOR_REVIEW),
+        ("u-carl", Decision.APPROVE),
+    ]
+    assert plan.moderated[0].reasons == ("toxicity_score", "user_strikes")
+
+
+def test_a_strict_event_holds_more_and_a_relaxed_one_less() -> None:
+    from schemas.records import Strictness
+
+    for strictness, expected in (
+        (Strictness.STRICT, Decision.HOLD_FOR_REVIEW),
+        (Strictness.STANDARD, Decision.APPROVE),
+    ):
+        stack = _Stack()
+        stack.events["evt-1"] = _live("evt-1", strictness=strictness)
+        plan = _decide(_Scores(spam=0.0, toxicity=0.45), [_in(1, "meh", user="u-ada")], stack)
+        assert plan.moderated[0].decision is expected, strictness
+    stack = _Stack()
+    stack.events["evt-1"] = _live("evt-1", strictness=Strictness.RELAXED)
+    plan = _decide(_Scores(spam=0.0, toxicity=0.55), [_in(1, "meh", user="u-ada")], stack)
+    assert plan.moderated[0].decision is Decision.APPROVE

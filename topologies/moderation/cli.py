@@ -20,7 +20,7 @@ from typing import IO, Any
 from deploy.settings import Settings
 from schemas.records import CommentSubmitted, EventStatus, LiveEvent
 from topologies.moderation.engine import build
-from topologies.stages.moderate import ModerationInput, decide
+from topologies.stages.moderate import Context, ModerationInput, decide_in_context
 
 DEFAULT_EVENT = LiveEvent(
     event_id="default", title="defaults", status=EventStatus.LIVE, created_at=0, updated_at=0
@@ -95,7 +95,8 @@ def run(settings: Settings, stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.st
         for result in results:
             if result is None:
                 item, assessment = next(inputs), next(assessed)
-                decision, reasons = decide(assessment, item.event.thresholds)
+                # A known regular: the event's strictness applies, no first-time penalty.
+                decision, reasons = decide_in_context(assessment, item.event, Context())
                 result = {
                     "decision": decision.value,
                     "scores": assessment.scores,

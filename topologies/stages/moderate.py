@@ -82,6 +82,7 @@ class RecentPost:
 
     at_ms: int
     fingerprint: int
+    flagged: bool = False  # moderation held or blocked it: a strike
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +233,80 @@ def _repeats(item: ModerationInput) -> int:
         and p.fingerprint
         and distance(p.fingerprint, item.fingerprint) <= NEAR_DUPLICATE_BITS
     )
+
+
+# User and event context (the seed's "contextual analysis"): how much lower (stricter) the
+# review thresholds go. A strike is one of the user's posts in this event that moderation
+# held or blocked within STRIKE_WINDOW_MS; a first-time commenter has no earlier post in
+# the event within the validate stage's history (its last 10 minutes).
+STRIKE_WINDOW_MS = 600_000
+STRIKE_SHIFT = 0.1
+MAX_STRIKE_SHIFT = 0.3
+FIRST_TIME_SPAM_SHIFT = 0.1
+STRICTNESS_SHIFT = {Strictness.RELAXED: -0.1, Strictness.STANDARD: 0.0, Strictness.STRICT: 0.1}
+_TRUSTED_ROLES = frozenset({"moderator", "broadcaster", "admin"})
+MIN_REVIEW = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    strikes: int = 0
+    first_time: bool = False
+    trusted: bool = False  # staff or verified: no strike or first-time penalty
+
+
+def context_of(item: ModerationInput) -> Context:
+    user = item.user
+    trusted = user is not None and (user.verified or bool(_TRUSTED_ROLES & set(user.roles)))
+    since = item.comment.submitted_at - STRIKE_WINDOW_MS
+    strikes = sum(1 for p in item.recent if p.flagged and p.at_ms >= since)
+    return Context(strikes=strikes, first_time=not item.recent, trusted=trusted)
+
+
+def thresholds_for(
+    base: ModerationThresholds, strictness: Strictness, ctx: Context
+) -> tuple[ModerationThresholds, tuple[str, ...]]:
+    """The event's thresholds moved by its strictness and the user's context, and the
+    reason codes of what moved them (``event_strict``, ``user_strikes``,
+    ``first_time_commenter``). Only review thresholds move; block stays the event's."""
+    shift = STRICTNESS_SHIFT.get(strictness, 0.0)
+    why: list[str] = ["event_strict"] if shift > 0 else []
+    spam_shift = shift
+    if not ctx.trusted:
+        if ctx.strikes:
+            shift += min(ctx.strikes * STRIKE_SHIFT, MAX_STRIKE_SHIFT)
+            spam_shift = shift
+            why.append("user_strikes")
+        if ctx.first_time:
+            spam_shift += FIRST_TIME_SPAM_SHIFT
+            why.append("first_time_commenter")
+    if not shift and not spam_shift:
+        return base, ()
+
+    def moved(review: float, block: float, by: float) -> float:
+        return min(block, max(MIN_REVIEW, review - by))
+
+    return (
+        ModerationThresholds(
+            toxicity_block=base.toxicity_block,
+            toxicity_review=moved(base.toxicity_review, base.toxicity_block, shift),
+            spam_block=base.spam_block,
+            spam_review=moved(base.spam_review, base.spam_block, spam_shift),
+        ),
+        tuple(why),
+    )
+
+
+def decide_in_context(
+    assessment: Assessment, event: LiveEvent, ctx: Context
+) -> tuple[Decision, tuple[str, ...]]:
+    """:func:`decide` with the thresholds moved by context; when the context changed the
+    decision, its reason codes are added."""
+    thresholds, why = thresholds_for(event.thresholds, event.strictness, ctx)
+    decision, reasons = decide(assessment, thresholds)
+    if why and decision is not decide(assessment, event.thresholds)[0]:
+        reasons = (*reasons, *why)
+    return decision, reasons
 
 
 def decide(

@@ -86,6 +86,8 @@ class Post:
     # SimHash of the text (topologies/moderation/normalize.py): the moderate stage's
     # repeated-message rule compares it; 0 for posts remembered before it existed.
     fingerprint: int = field(default=0, compare=False)
+    # Moderation held or blocked it: a strike (the moderate stage's user context).
+    flagged: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
