@@ -5,6 +5,8 @@ Every step is idempotent; on a bootstrapped stack it reports and changes nothing
 
 from __future__ import annotations
 
+import time
+
 from deploy.settings import Settings
 from deploy.stack.errors import StackError
 from deploy.stack.launcher import Progress
@@ -40,15 +42,27 @@ def topics(settings: Settings, progress: Progress) -> None:
 
 
 def tables(settings: Settings, progress: Progress) -> None:
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import Cluster, NoHostAvailable
 
     from connectors.cassandra_schema import apply
 
     cluster = Cluster(
-        settings.cassandra_contact_points, port=settings.cassandra_port, protocol_version=5
+        settings.cassandra_contact_points,
+        port=settings.cassandra_port,
+        protocol_version=5,
+        connect_timeout=30,
     )
     try:
-        session = cluster.connect()
+        # A node that just said "ready" on a loaded machine may still time out the
+        # driver's first connection: try a few times before calling it a failure.
+        for attempt in range(4):
+            try:
+                session = cluster.connect()
+                break
+            except NoHostAvailable:
+                if attempt == 3:
+                    raise
+                time.sleep(5)
         n = apply(session, settings.cassandra_keyspace, settings.cassandra_replication)
     except Exception as e:
         raise StackError("cassandra", f"applying deploy/cql failed: {e}") from e
