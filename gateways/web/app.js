@@ -1,10 +1,15 @@
 // The livecomments web page: a viewer of one event over the WebSocket protocol
-// livecomments.v1 (docs/protocol.md). REST is used only for what the protocol does not
-// carry: the list of events, a development token, and a moderator's removal.
+// livecomments.v1 (docs/protocol.md), and a moderator's view of it (`moderate`
+// messages: held comments, removal, timeouts, bans, slow mode, strictness). REST is used
+// only for what the protocol does not carry: the list of events, an event's settings,
+// and a development token.
 "use strict";
 
 const SUBPROTOCOL = "livecomments.v1";
 const KEEP = 500; // comments kept on the page; older ones leave the DOM
+const HELD_EVERY_MS = 4000; // the held list is polled: nothing pushes new holds
+const HELD_LIMIT = 50;
+const ANSWER_WITHIN_MS = 15000; // a `moderate` request without a reply by then failed
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -16,6 +21,12 @@ const state = {
   last: {}, // event_id -> {epoch, position}: where a resume starts
   attempt: 0,
   requestId: 0,
+  authed: false, // `welcome` received on the current connection
+  requests: new Map(), // id of a `moderate` request -> {resolve, reject, timer}
+  heldBusy: false,
+  heldAgain: false, // a refresh was asked for while one was in flight
+  reviewed: new Set(), // "event position" of decisions sent: a stale listing must not revive them
+  settingsFor: null, // the event whose moderation settings the form shows
 };
 
 function nextId(prefix) {
@@ -33,6 +44,17 @@ function notice(text) {
   $("notice").textContent = text || "";
 }
 
+function failure(code, message) {
+  return Object.assign(new Error(message), { code });
+}
+
+function duration(ms) {
+  const s = Math.ceil(ms / 1000);
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.ceil(s / 60)} min`;
+  return `${Math.round(s / 3600)} h`;
+}
+
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
@@ -41,7 +63,7 @@ async function api(path, options = {}) {
   const body = r.status === 204 ? null : await r.json().catch(() => null);
   if (!r.ok) {
     const err = (body && body.error) || { code: "http_" + r.status, message: r.statusText };
-    throw Object.assign(new Error(err.message), { code: err.code });
+    throw failure(err.code, err.message);
   }
   return body;
 }
@@ -52,9 +74,12 @@ function timeOf(ms) {
   return ms ? new Date(ms).toLocaleTimeString([], { hour12: false }) : "";
 }
 
+function isStaff(roles) {
+  return (roles || []).some((r) => r === "moderator" || r === "broadcaster" || r === "admin");
+}
+
 function isModerator() {
-  const roles = (state.identity && state.identity.roles) || [];
-  return roles.some((r) => r === "moderator" || r === "broadcaster" || r === "admin");
+  return isStaff(state.identity && state.identity.roles);
 }
 
 function commentItem(c, pending) {
@@ -70,10 +95,7 @@ function commentItem(c, pending) {
   time.textContent = timeOf(at);
   const author = document.createElement("span");
   author.className = "author";
-  const roles = c.roles || [];
-  if (roles.includes("moderator") || roles.includes("broadcaster") || roles.includes("admin")) {
-    author.classList.add("moderator");
-  }
+  if (isStaff(c.roles)) author.classList.add("moderator");
   author.textContent = c.display_name || c.user_id;
   li.append(time, author);
   for (const b of c.badges || []) {
@@ -88,16 +110,38 @@ function commentItem(c, pending) {
   const mark = document.createElement("span");
   mark.className = "state";
   li.append(text, mark);
+  li.dataset.name = author.textContent;
   if (!pending && isModerator()) {
     const remove = document.createElement("button");
     remove.type = "button";
     remove.className = "remove";
     remove.textContent = "Remove";
     remove.setAttribute("aria-label", `Remove the comment of ${author.textContent}`);
-    remove.addEventListener("click", () => removeComment(c));
     li.append(" ", remove);
+    // Not on one's own comments, nor on a moderator's: the service refuses those.
+    if (c.user_id !== state.identity.user_id && !isStaff(c.roles)) {
+      const more = document.createElement("button");
+      more.type = "button";
+      more.className = "author-menu";
+      more.textContent = "User…";
+      more.setAttribute("aria-haspopup", "menu");
+      more.setAttribute("aria-expanded", "false");
+      more.setAttribute("aria-controls", "user-menu");
+      more.setAttribute("aria-label", `Time out, ban or hide ${author.textContent}`);
+      li.append(" ", more);
+    }
   }
   return li;
+}
+
+function commentOf(li) {
+  return {
+    event_id: state.eventId,
+    comment_id: li.dataset.commentId,
+    user_id: li.dataset.userId,
+    name: li.dataset.name,
+    position: li.dataset.position == null ? null : Number(li.dataset.position),
+  };
 }
 
 function findComment(commentId) {
@@ -135,6 +179,46 @@ function send(frame) {
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(JSON.stringify(frame));
 }
 
+function live() {
+  return Boolean(state.ws && state.ws.readyState === WebSocket.OPEN && state.authed);
+}
+
+// One `moderate` request: resolves with the `moderated` reply's result, rejects with the
+// `error` frame's code and message (same id), or when no reply comes in time.
+function moderate(action, fields) {
+  return new Promise((resolve, reject) => {
+    if (!live()) {
+      reject(failure("unavailable", "not connected to the gateway"));
+      return;
+    }
+    const id = nextId("x");
+    const timer = setTimeout(() => {
+      state.requests.delete(id);
+      reject(failure("timeout", "the gateway did not answer"));
+    }, ANSWER_WITHIN_MS);
+    state.requests.set(id, { resolve, reject, timer });
+    send({ type: "moderate", action, id, ...fields });
+  });
+}
+
+function settle(f) {
+  const request = f.id != null && state.requests.get(f.id);
+  if (!request) return false;
+  state.requests.delete(f.id);
+  clearTimeout(request.timer);
+  if (f.type === "error") request.reject(failure(f.code, f.message));
+  else request.resolve(f.result || {});
+  return true;
+}
+
+function abandonRequests() {
+  for (const [id, request] of state.requests) {
+    clearTimeout(request.timer);
+    request.reject(failure("unavailable", "the connection closed before the answer"));
+    state.requests.delete(id);
+  }
+}
+
 function join(eventId) {
   const frame = { type: "join", event_id: eventId, mode: mode(), id: nextId("j") };
   const since = state.last[eventId];
@@ -158,9 +242,17 @@ function onFrame(f) {
   switch (f.type) {
     case "welcome":
       state.identity = f;
+      state.authed = true;
       state.attempt = 0;
       renderIdentity();
       if (state.eventId) join(state.eventId);
+      if (isModerator()) {
+        if (state.settingsFor !== state.eventId) loadEvent(state.eventId);
+        refreshHeld();
+      }
+      break;
+    case "moderated":
+      settle(f);
       break;
     case "joined":
       remember(f.event_id, f.epoch, f.position);
@@ -200,8 +292,14 @@ function onFrame(f) {
       refreshToken();
       break;
     case "error":
+      if (settle(f)) break; // the answer to a moderator's request: its caller reports it
       if (f.code === "rate_limited" && f.retry_after_ms) {
         notice(`Slow down: try again in ${Math.ceil(f.retry_after_ms / 1000)} s.`);
+      } else if (f.code === "user_timed_out") {
+        const left = f.retry_after_ms ? `: you can post again in ${duration(f.retry_after_ms)}` : "";
+        notice(`A moderator timed you out${left}.`);
+      } else if (f.code === "user_banned") {
+        notice("A moderator banned you from posting.");
       } else {
         notice(`${f.message} (${f.code})`);
       }
@@ -218,6 +316,8 @@ function connect() {
     state.ws.close(1000, "replaced");
   }
   setConnection(state.attempt ? "reconnecting…" : "connecting…", "reconnecting");
+  state.authed = false;
+  abandonRequests();
   const ws = new WebSocket(state.config.gateway_url, SUBPROTOCOL);
   state.ws = ws;
   ws.onopen = () => send({ type: "auth", token: state.token, id: nextId("a") });
@@ -230,6 +330,8 @@ function connect() {
   };
   ws.onclose = (e) => {
     if (state.ws !== ws) return;
+    state.authed = false;
+    abandonRequests();
     if (e.code === 4002 || e.code === 4003) {
       state.token = null; // refused or expired: read on anonymously
       renderIdentity();
@@ -251,13 +353,30 @@ function watch(eventId) {
   $("comments").replaceChildren();
   $("viewers").textContent = "–";
   notice("");
+  closeMenu(false);
+  $("held").replaceChildren();
+  heldCount(0, null);
   const url = new URL(location.href);
   url.searchParams.set("event", eventId);
   history.replaceState(null, "", url);
-  api(`/v1/events/${encodeURIComponent(eventId)}`)
-    .then((e) => ($("event-title").textContent = `${e.title} · ${e.status}`))
-    .catch((e) => ($("event-title").textContent = e.message));
-  if (state.ws && state.ws.readyState === WebSocket.OPEN && state.identity) join(eventId);
+  loadEvent(eventId);
+  if (live()) {
+    join(eventId);
+    refreshHeld();
+  }
+}
+
+// The event's title, and for a moderator its settings (the API shows them to moderators).
+async function loadEvent(eventId) {
+  if (!eventId) return;
+  try {
+    const e = await api(`/v1/events/${encodeURIComponent(eventId)}`);
+    if (eventId !== state.eventId) return;
+    $("event-title").textContent = `${e.title} · ${e.status}`;
+    if (e.strictness != null) showSettings(e);
+  } catch (err) {
+    if (eventId === state.eventId) $("event-title").textContent = err.message;
+  }
 }
 
 function post(text) {
@@ -265,19 +384,311 @@ function post(text) {
   send({ type: "post", event_id: state.eventId, text, nonce, id: nextId("p") });
 }
 
-async function removeComment(c) {
-  try {
-    await api(`/v1/events/${encodeURIComponent(c.event_id)}/retractions`, {
-      method: "POST",
-      body: JSON.stringify({
-        user_id: c.user_id,
-        comment_id: c.comment_id,
-        position: c.position,
-        reason: "removed by a moderator",
-      }),
+// -- the moderator's view ----------------------------------------------------------------
+
+function modStatus(text, undo) {
+  const el = $("mod-status");
+  el.replaceChildren(text);
+  if (undo) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "secondary undo";
+    b.textContent = undo.label;
+    b.addEventListener("click", () => {
+      b.disabled = true;
+      moderate(undo.action, undo.fields)
+        .then(() => modStatus(undo.done))
+        .catch((e) => modStatus(`Could not undo: ${e.message} (${e.code})`));
     });
+    el.append(" ", b);
+  }
+}
+
+async function removeComment(li) {
+  const c = commentOf(li);
+  li.dataset.state = "removing";
+  li.querySelectorAll("button").forEach((b) => (b.disabled = true));
+  const fields = { event_id: c.event_id, comment_id: c.comment_id };
+  if (c.position != null) fields.position = c.position;
+  try {
+    // The service finds the comment's author in the permanent tier, which may lag the
+    // live one by a moment: a comment on screen but not found there yet is retried.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await moderate("remove", fields);
+        break;
+      } catch (e) {
+        if (e.code !== "comment_not_found" || attempt >= 4) throw e;
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+      }
+    }
+    // Its `retracted` frame takes it off every page, this one included.
+    modStatus(`Removed a comment of ${c.name}.`);
   } catch (e) {
-    notice(`Could not remove: ${e.message}`);
+    li.dataset.state = "published";
+    li.querySelectorAll("button").forEach((b) => (b.disabled = false));
+    modStatus(`Could not remove the comment of ${c.name}: ${e.message} (${e.code})`);
+  }
+}
+
+const AUTHOR_ACTIONS = {
+  timeout: (c, seconds) => ({
+    fields: { user_id: c.user_id, duration_s: seconds, event_id: c.event_id },
+    done: `${c.name} cannot post for ${duration(seconds * 1000)}.`,
+    undo: { action: "untimeout", label: "Lift the timeout", done: `${c.name} may post again.` },
+  }),
+  ban: (c) => ({
+    fields: { user_id: c.user_id, event_id: c.event_id, clear: true },
+    done: `${c.name} is banned; their comments here are removed.`,
+    undo: { action: "unban", label: "Unban", done: `${c.name} is no longer banned.` },
+  }),
+  hide: (c) => ({
+    fields: { user_id: c.user_id },
+    done: `${c.name} is hidden: from now on only they see their comments.`,
+    undo: { action: "unhide", label: "Unhide", done: `${c.name} is visible again.` },
+  }),
+};
+
+async function actOnAuthor(action, seconds, c) {
+  const plan = AUTHOR_ACTIONS[action](c, seconds);
+  try {
+    await moderate(action, plan.fields);
+    const undo = { ...plan.undo, fields: { user_id: c.user_id } };
+    undo.label = `${plan.undo.label} (${c.name})`;
+    modStatus(plan.done, undo);
+  } catch (e) {
+    modStatus(`Could not ${action} ${c.name}: ${e.message} (${e.code})`);
+  }
+}
+
+// One menu for every comment (a menu per comment would be 500 of them): opened under the
+// button that asked, arrow keys move, Escape closes and gives focus back.
+const menu = { button: null, comment: null };
+
+function menuItems() {
+  return [...$("user-menu").querySelectorAll("[role=menuitem]")];
+}
+
+function openMenu(button) {
+  closeMenu(false);
+  const el = $("user-menu");
+  menu.button = button;
+  menu.comment = commentOf(button.closest("li"));
+  el.setAttribute("aria-label", `Moderate ${menu.comment.name}`);
+  el.hidden = false;
+  const r = button.getBoundingClientRect();
+  const left = Math.max(8, Math.min(r.left, innerWidth - el.offsetWidth - 8));
+  const below = r.bottom + 4 + el.offsetHeight <= innerHeight;
+  el.style.left = `${left}px`;
+  el.style.top = `${below ? r.bottom + 4 : Math.max(8, r.top - el.offsetHeight - 4)}px`;
+  button.setAttribute("aria-expanded", "true");
+  menuItems()[0].focus();
+}
+
+function closeMenu(refocus) {
+  const el = $("user-menu");
+  if (el.hidden) return;
+  el.hidden = true;
+  const button = menu.button;
+  menu.button = menu.comment = null;
+  if (button) {
+    button.setAttribute("aria-expanded", "false");
+    if (refocus && button.isConnected) button.focus();
+  }
+}
+
+function onMenuKey(e) {
+  const items = menuItems();
+  const at = items.indexOf(document.activeElement);
+  const go = (i) => items[(i + items.length) % items.length].focus();
+  if (e.key === "ArrowDown") go(at + 1);
+  else if (e.key === "ArrowUp") go(at - 1);
+  else if (e.key === "Home") go(0);
+  else if (e.key === "End") go(items.length - 1);
+  else if (e.key === "Escape") closeMenu(true);
+  else if (e.key === "Tab") closeMenu(false);
+  else return;
+  if (e.key !== "Tab") e.preventDefault();
+}
+
+function onMenuClick(e) {
+  const item = e.target.closest("[role=menuitem]");
+  if (!item || !menu.comment) return;
+  const c = menu.comment;
+  closeMenu(true);
+  actOnAuthor(item.dataset.action, Number(item.dataset.seconds || 0), c);
+}
+
+function onCommentsClick(e) {
+  const button = e.target.closest("button");
+  if (!button || !isModerator()) return;
+  const li = button.closest("li");
+  if (button.classList.contains("remove")) removeComment(li);
+  else if (button.classList.contains("author-menu")) {
+    if (menu.button === button) closeMenu(true);
+    else openMenu(button);
+  }
+}
+
+function heldCount(n, more) {
+  $("held-count").textContent = n ? `(${n}${more ? "+" : ""})` : "";
+  $("held-empty").hidden = n > 0;
+}
+
+function heldItem(h) {
+  const li = document.createElement("li");
+  li.dataset.position = String(h.position);
+  li.dataset.commentId = h.comment_id;
+  li.dataset.userId = h.user_id;
+  const time = document.createElement("time");
+  time.className = "time";
+  if (h.held_at) time.dateTime = new Date(h.held_at).toISOString();
+  time.textContent = timeOf(h.held_at || h.submitted_at);
+  const author = document.createElement("span");
+  author.className = "author";
+  author.textContent = h.user_id;
+  const text = document.createElement("span");
+  text.className = "text";
+  text.textContent = h.text; // untrusted, like every comment
+  const why = document.createElement("span");
+  why.className = "why";
+  const scores = Object.entries(h.scores || {})
+    .map(([k, v]) => `${k} ${Number(v).toFixed(2)}`)
+    .join(", ");
+  why.textContent = [(h.reasons || []).join(", "), scores].filter(Boolean).join(" · ");
+  const actions = document.createElement("span");
+  actions.className = "actions";
+  for (const [decision, label] of [["approve", "Approve"], ["reject", "Reject"]]) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = decision;
+    b.dataset.decision = decision;
+    b.textContent = label;
+    b.setAttribute("aria-label", `${label} the comment of ${h.user_id}: ${h.text.slice(0, 60)}`);
+    actions.append(b);
+  }
+  li.append(time, author, text, why, actions);
+  return li;
+}
+
+// Takes an item off the list; keyboard focus moves to its neighbour, not to the page top.
+function dropHeld(li) {
+  if (li.contains(document.activeElement)) {
+    const kind = document.activeElement.dataset.decision;
+    const next = li.nextElementSibling || li.previousElementSibling;
+    const target = next && next.querySelector(`button[data-decision=${kind || "approve"}]`);
+    (target || $("held-refresh")).focus();
+  }
+  li.remove();
+}
+
+// Updates the list in place, so that screen readers hear only new holds (aria-live
+// additions) and a focused button stays where it is.
+function renderHeld(items, more) {
+  const list = $("held");
+  items = items.filter((h) => !state.reviewed.has(`${h.event_id} ${h.position}`));
+  const wanted = new Set(items.map((h) => String(h.position)));
+  for (const li of [...list.children]) {
+    if (!wanted.has(li.dataset.position) && li.dataset.state !== "reviewing") dropHeld(li);
+  }
+  const shown = new Map([...list.children].map((li) => [li.dataset.position, li]));
+  for (const h of items) {
+    if (shown.has(String(h.position))) continue;
+    const li = heldItem(h);
+    const after = [...list.children].find((x) => Number(x.dataset.position) > h.position);
+    list.insertBefore(li, after || null);
+  }
+  heldCount(list.children.length, more);
+}
+
+async function refreshHeld() {
+  if (!isModerator() || !state.eventId || !live()) return;
+  if (state.heldBusy) {
+    state.heldAgain = true;
+    return;
+  }
+  const eventId = state.eventId;
+  state.heldBusy = true;
+  try {
+    const r = await moderate("held", { event_id: eventId, limit: HELD_LIMIT });
+    if (eventId === state.eventId) renderHeld(r.items || [], r.next_after != null);
+  } catch (e) {
+    const text = `Could not list held comments: ${e.message} (${e.code})`;
+    if ($("mod-status").textContent !== text) modStatus(text);
+  } finally {
+    state.heldBusy = false;
+  }
+  if (state.heldAgain) {
+    state.heldAgain = false;
+    refreshHeld();
+  }
+}
+
+async function review(li, decision) {
+  const position = Number(li.dataset.position);
+  const who = li.dataset.userId;
+  li.dataset.state = "reviewing";
+  li.querySelectorAll("button").forEach((b) => (b.disabled = true));
+  const key = `${state.eventId} ${position}`;
+  try {
+    await moderate(decision, { event_id: state.eventId, position });
+    state.reviewed.add(key);
+    modStatus(decision === "approve" ? `Approved the comment of ${who}.` : `Rejected the comment of ${who}.`);
+    dropHeld(li);
+  } catch (e) {
+    if (e.code === "already_reviewed") {
+      state.reviewed.add(key);
+      modStatus(`Another moderator already reviewed the comment of ${who}.`);
+      dropHeld(li);
+    } else {
+      li.dataset.state = "";
+      li.querySelectorAll("button").forEach((b) => (b.disabled = false));
+      modStatus(`Could not ${decision} the comment of ${who}: ${e.message} (${e.code})`);
+    }
+  }
+  refreshHeld();
+}
+
+function onHeldClick(e) {
+  const button = e.target.closest("button[data-decision]");
+  if (button) review(button.closest("li"), button.dataset.decision);
+}
+
+function showSettings(e) {
+  state.settingsFor = e.event_id || state.eventId;
+  if (e.slow_mode_s != null) $("slow-mode").value = String(e.slow_mode_s);
+  if (e.strictness != null) $("strictness").value = String(e.strictness).toLowerCase();
+  $("settings").dataset.slowMode = $("slow-mode").value;
+  $("settings").dataset.strictness = $("strictness").value;
+}
+
+async function applySettings() {
+  const form = $("settings");
+  const eventId = state.eventId;
+  const seconds = Number($("slow-mode").value);
+  const strictness = $("strictness").value;
+  const changes = [];
+  if (String(seconds) !== form.dataset.slowMode) {
+    changes.push(["slow_mode", { event_id: eventId, seconds }, `slow mode ${seconds ? `${seconds} s` : "off"}`]);
+  }
+  if (strictness !== form.dataset.strictness) {
+    changes.push(["strictness", { event_id: eventId, strictness }, `strictness ${strictness}`]);
+  }
+  if (!changes.length) {
+    modStatus("Nothing to change.");
+    return;
+  }
+  $("apply-settings").disabled = true;
+  try {
+    for (const [action, fields] of changes) {
+      const result = await moderate(action, fields);
+      if (eventId === state.eventId) showSettings({ ...result, event_id: eventId });
+    }
+    modStatus(`Applied: ${changes.map((c) => c[2]).join(", ")}.`);
+  } catch (e) {
+    modStatus(`Could not apply the settings: ${e.message} (${e.code})`);
+  } finally {
+    $("apply-settings").disabled = false;
   }
 }
 
@@ -315,6 +726,11 @@ function renderIdentity() {
   $("text").placeholder = signedIn ? "Say something" : "Sign in to comment";
   $("signin").hidden = !state.config.dev_tokens;
   $("paste-token").hidden = Boolean(state.config.dev_tokens);
+  const moderating = Boolean(signedIn && isModerator());
+  $("mod").hidden = !moderating;
+  $("skip-held").hidden = !moderating;
+  document.body.classList.toggle("moderating", moderating);
+  if (!moderating) closeMenu(false);
 }
 
 async function loadEvents(selected) {
@@ -383,6 +799,23 @@ async function main() {
       $("post").requestSubmit();
     }
   });
+  $("comments").addEventListener("click", onCommentsClick);
+  $("comments").addEventListener("scroll", () => closeMenu(false), { passive: true });
+  $("user-menu").addEventListener("keydown", onMenuKey);
+  $("user-menu").addEventListener("click", onMenuClick);
+  document.addEventListener("pointerdown", (e) => {
+    if (!e.target.closest("#user-menu, button.author-menu")) closeMenu(false);
+  });
+  addEventListener("resize", () => closeMenu(false));
+  $("held").addEventListener("click", onHeldClick);
+  $("held-refresh").addEventListener("click", () => refreshHeld());
+  $("settings").addEventListener("submit", (e) => {
+    e.preventDefault();
+    applySettings();
+  });
+  setInterval(() => {
+    if (!document.hidden) refreshHeld();
+  }, HELD_EVERY_MS);
   if (first) watch(first);
   connect();
 }

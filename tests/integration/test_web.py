@@ -164,6 +164,17 @@ def sign_in(page: Any, user: str, *, moderator: bool = False) -> None:
     page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
 
 
+def new_event(http: httpx.Client, settings: Settings, title: str) -> str:
+    event_id = f"web-{uuid.uuid4().hex[:10]}"
+    r = http.post(
+        "/v1/events",
+        json={"event_id": event_id, "title": title},
+        headers=bearer(settings, "mod-web", "moderator"),
+    )
+    assert r.status_code == 201, r.text
+    return event_id
+
+
 def test_the_page_shows_live_comments_presence_and_removals(
     web_api: ApiProcess,
     gateway: Gateway,
@@ -172,13 +183,7 @@ def test_the_page_shows_live_comments_presence_and_removals(
     pipeline: list[Worker],
 ) -> None:
     http = httpx.Client(base_url=web_api.url, timeout=35)
-    event_id = f"web-{uuid.uuid4().hex[:10]}"
-    r = http.post(
-        "/v1/events",
-        json={"event_id": event_id, "title": "Web page test"},
-        headers=bearer(settings, "mod-web", "moderator"),
-    )
-    assert r.status_code == 201, r.text
+    event_id = new_event(http, settings, "Web page test")
     assert http.get("/v1/dev/token", params={"user": "x"}).status_code == 200
 
     viewer = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -206,11 +211,14 @@ def test_the_page_shows_live_comments_presence_and_removals(
     bobs = f"#comments li[data-comment-id='{r.json()['comment_id']}']"
     viewer.wait_for_selector(f"{bobs}[data-state=published]", timeout=60_000)
 
-    # A moderator's page removes bob's comment; it disappears from the viewer's page.
+    # A moderator's page removes bob's comment (a `moderate` remove over the WebSocket);
+    # it disappears from the viewer's page.
     moderator = browser.new_page()
     moderator.goto(f"{web_api.url}/?event={event_id}")
     sign_in(moderator, "mod-web", moderator=True)
     moderator.wait_for_selector(f"{bobs} button.remove", timeout=30_000)
+    assert viewer.is_hidden("#mod") and moderator.is_visible("#mod")
+    assert viewer.locator("#comments button").count() == 0  # viewers get no moderator buttons
 
     # Presence: both pages are counted (pushed at most every interval).
     viewer.wait_for_function(
@@ -225,6 +233,7 @@ def test_the_page_shows_live_comments_presence_and_removals(
 
     moderator.click(f"{bobs} button.remove")
     viewer.wait_for_selector(bobs, state="detached", timeout=30_000)
+    moderator.wait_for_selector(bobs, state="detached", timeout=30_000)
     assert viewer.is_visible(mine)
 
     shot = viewer.screenshot(full_page=True)
@@ -236,6 +245,95 @@ def test_the_page_shows_live_comments_presence_and_removals(
     blank_share, _ = ink(blank.screenshot())
     assert blank_share < 0.001  # the check tells a blank page from a page with content
     assert not [c for c in console if c.startswith("error")], console
+    http.close()
+
+
+def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboard(
+    web_api: ApiProcess,
+    gateway: Gateway,
+    browser: Any,
+    settings: Settings,
+    pipeline: list[Worker],
+) -> None:
+    http = httpx.Client(base_url=web_api.url, timeout=35)
+    event_id = new_event(http, settings, "Web moderation test")
+    console: list[str] = []
+
+    viewer = browser.new_page(viewport={"width": 1100, "height": 800})
+    viewer.on("console", lambda m: console.append(f"viewer {m.type}: {m.text}"))
+    viewer.goto(f"{web_api.url}/?event={event_id}")
+    sign_in(viewer, "carol")
+    moderator = browser.new_page(viewport={"width": 1400, "height": 900})
+    moderator.on("console", lambda m: console.append(f"moderator {m.type}: {m.text}"))
+    moderator.goto(f"{web_api.url}/?event={event_id}")
+    sign_in(moderator, "mod-web", moderator=True)
+    moderator.wait_for_selector("#mod:not([hidden])", timeout=10_000)
+
+    # All capitals: the caps_flood rule holds it for review (spam 0.65), with no model's say.
+    shouting = f"WHAT A GREAT GOAL TODAY {uuid.uuid4().hex[:8].upper()}"
+    viewer.fill("#text", shouting)
+    viewer.press("#text", "Enter")
+    carols = f"#comments li:has-text('{shouting}')"
+    viewer.wait_for_selector(f"{carols}[data-state=pending]", timeout=10_000)
+    comment_id = viewer.get_attribute(carols, "data-comment-id")
+
+    # The moderator's held list picks it up by itself (polled every few seconds).
+    held = f"#held li[data-comment-id='{comment_id}']"
+    moderator.wait_for_selector(held, timeout=90_000)
+    assert "caps_flood" in moderator.inner_text(held)
+    logs = settings.state_path / "logs"
+    (logs / "web-held.png").write_bytes(moderator.screenshot(full_page=True))
+    assert moderator.locator(f"#comments li[data-comment-id='{comment_id}']").count() == 0
+    assert viewer.get_attribute(carols, "data-state") == "pending"  # held: never published
+
+    # Approve it from the keyboard; it enters the event for everyone, carol's pending
+    # comment becomes the published one (same comment_id).
+    moderator.focus(f"{held} button.approve")
+    moderator.keyboard.press("Enter")
+    moderator.wait_for_selector(held, state="detached", timeout=30_000)
+    viewer.wait_for_selector(
+        f"#comments li[data-comment-id='{comment_id}'][data-state=published]", timeout=60_000
+    )
+    moderator.wait_for_selector(f"#comments li[data-comment-id='{comment_id}']", timeout=60_000)
+    assert "Approved" in moderator.inner_text("#mod-status")
+
+    # Time carol out for a minute through the author menu, keyboard only.
+    moderator.focus(f"#comments li[data-comment-id='{comment_id}'] button.author-menu")
+    moderator.keyboard.press("Enter")
+    moderator.wait_for_selector("#user-menu:not([hidden])", timeout=5_000)
+    moderator.keyboard.press("ArrowDown")  # the first item is 10 s; the second, 1 min
+    assert "1 min" in moderator.evaluate("document.activeElement.textContent")
+    (logs / "web-user-menu.png").write_bytes(moderator.screenshot(full_page=True))
+    moderator.keyboard.press("Enter")
+    moderator.wait_for_selector("#user-menu", state="hidden", timeout=5_000)
+    moderator.wait_for_selector("#mod-status:has-text('cannot post for')", timeout=30_000)
+    assert "author-menu" in moderator.evaluate("document.activeElement.className")
+    r = http.get("/v1/users/carol/moderation", headers=bearer(settings, "mod-web", "moderator"))
+    assert r.status_code == 200, r.text
+    assert (r.json()["timeout_until"] or 0) > time.time() * 1000 + 30_000, r.json()
+    # The gateway learns of the timeout from the profiles log: a post may get through first.
+    deadline = time.monotonic() + 60
+    while "timed you out" not in viewer.inner_text("#notice"):
+        assert time.monotonic() < deadline, viewer.inner_text("#notice")
+        viewer.fill("#text", f"am I muted? {uuid.uuid4().hex[:6]}")
+        viewer.press("#text", "Enter")
+        viewer.wait_for_timeout(2_000)
+    moderator.click("#mod-status button.undo")  # lift it again
+    moderator.wait_for_selector("#mod-status:has-text('may post again')", timeout=30_000)
+
+    # Slow mode and strictness, live.
+    moderator.fill("#slow-mode", "5")
+    moderator.select_option("#strictness", "strict")
+    moderator.click("#apply-settings")
+    moderator.wait_for_selector("#mod-status:has-text('Applied')", timeout=30_000)
+    e = http.get(f"/v1/events/{event_id}", headers=bearer(settings, "mod-web", "moderator")).json()
+    assert (e["slow_mode_s"], e["strictness"]) == (5, "strict"), e
+
+    shot = moderator.screenshot(full_page=True)
+    (logs / "web-moderator.png").write_bytes(shot)
+    share, colours = ink(shot)
+    assert share > 0.02 and colours > 8, f"the page looks blank ({share:.3f}, {colours} colours)"
+    assert not [c for c in console if " error: " in c], console
     http.close()
 
 
