@@ -641,19 +641,25 @@ class Runtime:
                 M.dead_letters.labels(e.code).inc()
                 continue
             position = r.position
-            if r.scope is RetractionScope.USER_COMMENTS:
-                # Every comment of the user in the event (a ban or timeout that clears).
-                await self.store.remove_user_comments(
-                    r.event_id, r.user_id, r.reason, r.retracted_at
-                )
-            else:
-                if position is None and r.comment_id and r.user_id:
-                    found = await self.store.locate(r.user_id, r.comment_id)
-                    position = found[1] if found else None
-                if position is not None:
-                    await self.store.mark_removed(r.event_id, position, r.reason, r.retracted_at)
-            await self.streams.retract(r, position)
+            one = r.scope is not RetractionScope.USER_COMMENTS
+            if position is None and one and r.comment_id and r.user_id:
+                found = await self.store.locate(r.user_id, r.comment_id)
+                position = found[1] if found else None
+            # Live viewers and history at once: the removal shows as soon as Redis has it.
+            await asyncio.gather(
+                self.streams.retract(r, position), self._retract_history(r, position)
+            )
+            # From the moderator's click (the record's time) to every tier having it.
+            M.stage_latency.labels("retract").observe(max(0.0, time.time() - r.retracted_at / 1000))
             M.records_out.labels("retract", "retracted").inc()
+
+    async def _retract_history(self, r: CommentRetracted, position: int | None) -> None:
+        assert self.store
+        if r.scope is RetractionScope.USER_COMMENTS:
+            # Every comment of the user in the event (a ban or timeout that clears).
+            await self.store.remove_user_comments(r.event_id, r.user_id, r.reason, r.retracted_at)
+        elif position is not None:
+            await self.store.mark_removed(r.event_id, position, r.reason, r.retracted_at)
 
     async def flush_analytics(self) -> None:
         if self.codec is None or self.producer is None:
