@@ -17,6 +17,11 @@ still behind after ``gateway_slow_disconnect_s`` is closed with 4008.
 Hot events: when an event's rate is above its ``hot_rate_per_s``, viewers in ``top``
 mode get a ranked subset (:func:`rank`) at ``gateway_top_per_s``, plus any comment that
 replies to one of their own; ``all`` stays available.
+
+Shadow comments (a hidden user's, ``Entry.visible_to``) never enter the shared frames.
+In a tick that has some, each of their authors with a viewer here gets frames of its
+own: the public entries and that author's shadow comments, in order. A tick without
+any (the usual case) costs one scan of the entries more than before.
 """
 
 from __future__ import annotations
@@ -33,7 +38,15 @@ from typing import Any, Final, Literal, Protocol
 from connectors.redis_streams import stream_key
 from gateways import metrics as M
 from gateways import protocol as P
-from gateways.history import Entry, History, RecentCache, Recovery, holes, parse_entry
+from gateways.history import (
+    Entry,
+    History,
+    RecentCache,
+    Recovery,
+    for_viewer,
+    holes,
+    parse_entry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +115,11 @@ def rank(entry: Entry) -> int:
 
 class Viewer(Protocol):
     """What the hub needs from a connection (``gateways/server.py``)."""
+
+    @property
+    def viewer_id(self) -> str | None:
+        """The signed-in user watching (None: anonymous): who gets shadow comments."""
+        ...
 
     @property
     def posted(self) -> set[str]:
@@ -337,27 +355,43 @@ class Hub:
             except Exception as exc:  # Cassandra down too: deliver, viewers see the gap
                 log.warning("could not fill a live hole of %s: %s", feed.event_id, exc)
         for entry in reversed(entries):
-            if entry.kind == "comment":
+            if entry.kind == "comment" and entry.visible_to is None:
                 feed.last_position = entry.position
                 break
         return entries
 
     def _deliver(self, feed: Feed, entries: list[Entry]) -> None:
         feed.cache.add(entries)
-        frames = build_frames(feed.event_id, entries)
+        public = for_viewer(entries, None)
+        frames = build_frames(feed.event_id, public)
+        # Only when this tick has shadow comments: frames for each author watching here.
+        own: dict[str, list[Frame]] = {}
+        if public is not entries:
+            authors = {e.visible_to for e in entries if e.visible_to is not None}
+            for sub in feed.subs.values():
+                user = sub.viewer.viewer_id
+                if user in authors and user not in own:
+                    own[user] = build_frames(feed.event_id, for_viewer(entries, user))
+                    M.shadow_deliveries.inc()
         wall_ms = time.time() * 1000
-        for e in entries:
+        for e in public:
             submitted = e.fields.get("submitted_at") if e.kind == "comment" else None
             if isinstance(submitted, int):
                 M.delivery_seconds.observe(max(0.0, wall_ms - submitted) / 1000)
         top_frames: list[Frame] | None = None
         top_ids: set[str] = set()
         if feed.hot and any(s.mode == "top" for s in feed.subs.values()):
-            top_frames, top_ids = self._top(feed, entries)
+            top_frames, top_ids = self._top(feed, public)
         for sub in list(feed.subs.values()):
             chosen = frames
+            mine = own.get(sub.viewer.viewer_id or "") if own else None
             if sub.mode == "top" and top_frames is not None:
-                chosen = top_frames + self._replies_for(sub, feed, entries, top_ids)
+                chosen = top_frames + self._replies_for(sub, feed, public, top_ids)
+                if mine is not None:  # the author always sees their own comments
+                    shadows = [e for e in entries if e.visible_to == sub.viewer.viewer_id]
+                    chosen = chosen + build_frames(feed.event_id, shadows)
+            elif mine is not None:
+                chosen = mine
             for frame in chosen:
                 if sub.live:
                     self._offer(sub, frame)

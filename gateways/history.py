@@ -10,6 +10,12 @@ shows a hole (Redis trimmed or lost that range), and the hole is read from Cassa
 which holds every published comment. Positions compare only within one ``epoch``: a
 client whose epoch is not the event's current one gets a fresh backlog and
 ``complete: false``.
+
+Shadow comments (a hidden user's, ``visible_to`` = that user) are read like any other
+and kept apart: ``Entry.visible_to`` says whose they are, their JSON never says so (the
+author sees an ordinary comment), and :func:`for_viewer` takes them out for everyone
+else. They sit outside the public ``previous_position`` chain, so :func:`holes` skips
+them and a viewer who never gets them sees no gap.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class Entry:
     previous_position: int | None = None
     epoch: int | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    visible_to: str | None = None  # a shadow comment: shown to this user alone
 
     @property
     def sort_key(self) -> tuple[int, int]:
@@ -65,7 +72,27 @@ def parse_entry(stream_id: bytes | str, raw: dict[Any, Any]) -> Entry:
             entry.position = fields.get("position")
             entry.previous_position = fields.get("previous_position")
             entry.epoch = fields.get("epoch")
+            owner = raw.get(b"visible_to", raw.get("visible_to")) or fields.get("visible_to")
+            if owner:  # public comments are not touched: their bytes go out as stored
+                _shadow(entry, owner.decode() if isinstance(owner, bytes) else str(owner))
     return entry
+
+
+def _shadow(entry: Entry, owner: str) -> None:
+    """Mark ``entry`` as ``owner``'s shadow comment and take ``visible_to`` out of what
+    viewers are sent: the author sees an ordinary comment."""
+    entry.visible_to = owner
+    entry.fields.pop("visible_to", None)
+    entry.data = json.dumps(entry.fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def for_viewer(entries: list[Entry], user_id: str | None) -> list[Entry]:
+    """What one viewer (``user_id``; None: anonymous) may be shown of ``entries``: the
+    public ones and the viewer's own shadow comments. ``entries`` itself (no copy) when
+    there is no shadow comment in it, the usual case."""
+    if all(e.visible_to is None for e in entries):
+        return entries
+    return [e for e in entries if e.visible_to is None or e.visible_to == user_id]
 
 
 def stored_entry(c: Any) -> Entry:
@@ -85,20 +112,30 @@ def stored_entry(c: Any) -> Entry:
         }
     else:
         fields = comment_fields(c)
+    fields.pop("visible_to", None)
     data = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return Entry(
-        entry_id(c.position), "comment", data, c.position, c.previous_position, c.epoch, fields
+        entry_id(c.position),
+        "comment",
+        data,
+        c.position,
+        c.previous_position,
+        c.epoch,
+        fields,
+        getattr(c, "visible_to", None) or None,
     )
 
 
 def holes(entries: Sequence[Entry], since_position: int | None) -> list[tuple[int | None, int]]:
     """Where the comments in ``entries`` do not follow each other: ``(after, before)``
     ranges (positions, both exclusive) missing before a comment. ``after`` None means
-    "from the event's start". Pure; the heart of gap-free resume."""
+    "from the event's start". Shadow comments are not links of the chain (their
+    ``previous_position`` is the public head; they do not move it). Pure; the heart of
+    gap-free resume."""
     missing: list[tuple[int | None, int]] = []
     last = since_position
     for e in entries:
-        if e.kind != "comment" or e.position is None:
+        if e.kind != "comment" or e.position is None or e.visible_to is not None:
             continue
         prev = e.previous_position
         if prev is not None and (last is None or prev > last):
@@ -116,6 +153,30 @@ class Recovery:
     position: int | None  # of the last comment the client has after this
     reason: str | None = None
     tiers: dict[str, int] = field(default_factory=dict)  # items read per tier
+    # Where the client stood before this recovery (a resume's ``since``): the position
+    # it still has when nothing it may see was recovered.
+    start_epoch: int | None = None
+    start_position: int | None = None
+
+    def for_viewer(self, user_id: str | None) -> Recovery:
+        """This recovery as one viewer may see it (:func:`for_viewer`): without the
+        shadow comments of others, and ``epoch``/``position`` those of the last comment
+        the viewer gets."""
+        entries = for_viewer(self.entries, user_id)
+        if entries is self.entries:
+            return self
+        last = _last_comment(entries)
+        return Recovery(
+            entries,
+            complete=self.complete,
+            truncated=self.truncated,
+            epoch=last.epoch if last else self.start_epoch,
+            position=last.position if last else self.start_position,
+            reason=self.reason,
+            tiers=self.tiers,
+            start_epoch=self.start_epoch,
+            start_position=self.start_position,
+        )
 
 
 class RecentCache:
@@ -158,7 +219,7 @@ class RecentCache:
 
     def latest_comment(self) -> Entry | None:
         for _, e in reversed(self._entries):
-            if e.kind == "comment":
+            if e.kind == "comment" and e.visible_to is None:
                 return e
         return None
 
@@ -247,19 +308,10 @@ class ReplayTier:
                         continue
                     c = self._codec.decode_as(r.value, CommentPublished)
                     if c.position > start and (before is None or c.position < before):
-                        data = comment_json(c)
-                        found.setdefault(
-                            c.position,
-                            Entry(
-                                entry_id(c.position),
-                                "comment",
-                                data,
-                                c.position,
-                                c.previous_position,
-                                c.epoch,
-                                json.loads(data),
-                            ),
-                        )
+                        raw = {"type": "comment", "data": comment_json(c)}
+                        if c.visible_to:
+                            raw["visible_to"] = c.visible_to
+                        found.setdefault(c.position, parse_entry(entry_id(c.position), raw))
                     if (before is not None and c.position >= before) or r.offset >= high - 1:
                         done = True
                 if len(found) > limit:
@@ -335,7 +387,9 @@ class History:
         entries = [parse_entry(sid, f) for sid, f in raw]
         entries.reverse()
         entries = [e for e in entries if e.kind != "epoch"]
-        comments = [e for e in entries if e.kind == "comment"]
+        # The backlog is the last ``want`` public comments; shadow comments among them
+        # come along for their authors.
+        comments = [e for e in entries if e.kind == "comment" and e.visible_to is None]
         if len(comments) > want:
             first = comments[-want]
             entries = [e for e in entries if e.sort_key >= first.sort_key]
@@ -357,7 +411,7 @@ class History:
         # The backlog starts at its first comment: what came before it is not wanted,
         # only holes inside the backlog are filled (else a fresh join of an event with a
         # long history would read all of it from Cassandra).
-        oldest = next((e for e in entries if e.kind == "comment"), None)
+        oldest = next((e for e in entries if e.kind == "comment" and e.visible_to is None), None)
         start = oldest.previous_position if oldest is not None else None
         filled = await self.fill_holes(event_id, entries, start, tiers)
         last = _last_comment(filled)
@@ -441,6 +495,8 @@ class History:
             position=since_position if last is None else last.position,
             reason=None if whole else "history_unavailable",
             tiers=tiers,
+            start_epoch=epoch,
+            start_position=since_position,
         )
 
     async def _cassandra_after(

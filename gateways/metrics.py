@@ -54,3 +54,12 @@ def count_tiers(tiers: dict[str, int]) -> None:
     if everything:
         for tier, n in totals.items():
             cache_hit_ratio_by_tier.labels(tier).set(n / everything)
+
+
+shadow_deliveries = Counter(
+    "gateway_shadow_frames_total",
+    "ticks in which a hidden user's shadow comments got frames of their own for their author",
+)
+moderations = Counter(
+    "gateway_moderations_total", "moderate requests by action and outcome", ["action", "outcome"]
+)

@@ -81,14 +81,17 @@ def check_envelope(
 ) -> CommentSubmitted:
     """The comment with its text normalised, or :class:`PostError` with the pipeline's
     reason code (``empty_text``, ``text_too_long``, ``event_not_found`` for an unknown
-    event, ``event_not_live``, ``user_banned``, ``user_timed_out``, ``members_only``,
-    ``invalid_field``)."""
+    event, ``event_not_live``, ``user_banned``, ``user_timed_out`` with the ms left of
+    the timeout as ``retry_after_ms``, ``members_only``, ``invalid_field``)."""
     verdict = validate(comment, offset=0, event=event, user=user, history=(), limits=limits)
     if isinstance(verdict, Rejected):
         code = "event_not_found" if verdict.reason == "unknown_event" else verdict.reason
         if code == "missing_field":
             code = "invalid_field"
-        raise PostError(code, verdict.detail)
+        retry_after_ms = None
+        if code == "user_timed_out" and user is not None and user.timeout_until is not None:
+            retry_after_ms = max(1, user.timeout_until - comment.submitted_at)
+        raise PostError(code, verdict.detail, retry_after_ms)
     return verdict.comment
 
 

@@ -5,7 +5,7 @@ what the client sent and the clock, then does what it says::
 
     session.receive_text(frame, now_ms)     # or receive_binary(...), tick(now_ms)
     for request in session.events_received():
-        ...                                 # Join / Leave / Post / SetMode: needs I/O
+        ...                                 # Join / Leave / Post / SetMode / Moderate: I/O
     for frame in session.data_to_send():
         ...                                 # send these text frames, in order
     if session.close_code is not None:
@@ -69,6 +69,9 @@ ERROR_CODES: Final[dict[str, str]] = {
     "members_only": "only members may post in this event",
     "post_failed": "the comment could not be stored; retry with the same nonce",
     "unavailable": "a server the gateway needs is not answering; retry later",
+    "comment_not_found": "no such comment in this event",
+    "user_not_found": "no such user",
+    "already_reviewed": "a moderator already decided about this held comment",
     "idle_timeout": "nothing sent and nothing joined for too long",
     "slow_consumer": "the connection could not keep up with its events",
 }
@@ -120,7 +123,20 @@ class Post:
     identity: Identity
 
 
-Request = Join | Leave | SetMode | Post
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    """A moderator's action (``action`` one of :data:`MODERATE_ACTIONS`) with its
+    validated fields, by their protocol names (``docs/protocol.md``); absent optional
+    fields are left out. The identity is a moderator, broadcaster or admin by its token;
+    the moderation service still checks whom it acts on."""
+
+    action: str
+    params: dict[str, Any]
+    request_id: str | None
+    identity: Identity
+
+
+Request = Join | Leave | SetMode | Post | Moderate
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +307,15 @@ def reconnect(after_ms: int, reason: str) -> str:
 
 def token_expiring(expires_at_ms: int) -> str:
     return _dumps({"type": "token_expiring", "expires_at": expires_at_ms})
+
+
+def moderated(action: str, result: dict[str, Any], request_id: str | None) -> str:
+    """The reply to a ``moderate`` request: the moderation service's result, as is."""
+    frame: dict[str, Any] = {"type": "moderated", "action": action}
+    if request_id is not None:
+        frame["id"] = request_id
+    frame["result"] = result
+    return _dumps(frame)
 
 
 def items_frame(kind: str, event_id_json: str, items: list[str]) -> str:
@@ -534,6 +559,30 @@ class Session:
                 return
         self._requests.append(Post(event_id, text, nonce, reply_to, request_id, identity))
 
+    def _moderate(self, m: dict[str, Any], request_id: str | None, now_ms: int) -> None:
+        identity = self.identity
+        assert identity is not None
+        if not identity.is_moderator:
+            raise _Invalid("not_authorized", "only moderators, broadcasters and admins moderate")
+        action = m.get("action")
+        if action is None:
+            raise _Invalid("missing_field", "`action` is required")
+        fields = MODERATE_ACTIONS.get(action) if isinstance(action, str) else None
+        if fields is None:
+            names = ", ".join(MODERATE_ACTIONS)
+            raise _Invalid("invalid_field", f"`action` must be one of {names}")
+        params: dict[str, Any] = {}
+        for name, (parse, required) in fields.items():
+            value = m.get(name)
+            if value is None:
+                if required:
+                    raise _Invalid("missing_field", f"`{name}` is required for {action}")
+                continue
+            params[name] = parse(name, value)
+        if action == "remove" and "comment_id" not in params and "position" not in params:
+            raise _Invalid("missing_field", "remove needs `comment_id` or `position`")
+        self._requests.append(Moderate(action, params, request_id, identity))
+
     def _ping(self, m: dict[str, Any], request_id: str | None, now_ms: int) -> None:
         frame: dict[str, Any] = {"type": "pong", "time": now_ms}
         if request_id is not None:
@@ -581,6 +630,85 @@ def _since(value: Any) -> Since | None:
     return Since(epoch, position)
 
 
+def _id_field(name: str, value: Any) -> str:
+    if name == "event_id":
+        return _event_id({"event_id": value})
+    if not isinstance(value, str) or not 0 < len(value) <= 128 or not value.isprintable():
+        raise _Invalid("invalid_field", f"`{name}` must be a string of 1 to 128 characters")
+    return value
+
+
+def _reason(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_REASON or not value.isprintable():
+        raise _Invalid("invalid_field", f"`{name}`: 1 to {MAX_REASON} printable characters")
+    return value
+
+
+def _integer(low: int, high: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Invalid("invalid_field", f"`{name}` must be an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("invalid_field", f"`{name}` must be true or false")
+    return value
+
+
+def _strictness(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value.upper() not in STRICTNESS:
+        raise _Invalid("invalid_field", f"`{name}` must be one of {', '.join(STRICTNESS)}")
+    return value.upper()
+
+
+MAX_REASON: Final = 200
+STRICTNESS: Final = ("RELAXED", "STANDARD", "STRICT")
+_Field = tuple[Callable[[str, Any], Any], bool]  # parser, required
+_POSITION: Final[_Field] = (_integer(0, 2**63 - 1), True)
+_EVENT: Final[_Field] = (_id_field, True)
+_USER: Final[_Field] = (_id_field, True)
+_REASON: Final[_Field] = (_reason, False)
+
+MODERATE_ACTIONS: Final[dict[str, dict[str, _Field]]] = {
+    "held": {
+        "event_id": _EVENT,
+        "after": (_integer(0, 2**63 - 1), False),
+        "limit": (_integer(1, 500), False),
+    },
+    "approve": {"event_id": _EVENT, "position": _POSITION},
+    "reject": {"event_id": _EVENT, "position": _POSITION},
+    "remove": {
+        "event_id": _EVENT,
+        "comment_id": (_id_field, False),
+        "position": (_integer(0, 2**63 - 1), False),
+        "reason": _REASON,
+    },
+    "timeout": {
+        "user_id": _USER,
+        "duration_s": (_integer(10, 86_400), True),
+        "reason": _REASON,
+        "event_id": (_id_field, False),
+        "clear": (_flag, False),
+    },
+    "untimeout": {"user_id": _USER},
+    "ban": {
+        "user_id": _USER,
+        "reason": _REASON,
+        "event_id": (_id_field, False),
+        "clear": (_flag, False),
+    },
+    "unban": {"user_id": _USER},
+    "hide": {"user_id": _USER},
+    "unhide": {"user_id": _USER},
+    "slow_mode": {"event_id": _EVENT, "seconds": (_integer(0, 86_400), True)},
+    "strictness": {"event_id": _EVENT, "strictness": (_strictness, True)},
+}
+"""Every ``moderate`` action and its fields (docs/protocol.md; gateways/moderation.py)."""
+
 _Handler = Callable[[Session, dict[str, Any], "str | None", int], None]
 
 _HANDLERS: Final[dict[str, _Handler]] = {
@@ -590,4 +718,5 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "mode": Session._mode,
     "post": Session._post,
     "ping": Session._ping,
+    "moderate": Session._moderate,
 }

@@ -9,13 +9,16 @@ matters: a viewer who loses it reconnects anywhere and resumes with ``since``.
 What runs in a gateway process:
 
 - one handler task per connection: frames → :class:`~gateways.protocol.Session` →
-  requests (join, leave, mode, post) carried out here; a writer task per connection
+  requests (join, leave, mode, post, moderate) carried out here; a writer task per connection
   drains its bounded queue (``gateways/fanout.py`` has the slow-consumer policy);
 - the live reader (:class:`~gateways.fanout.Hub`): one ``XREAD`` per tick over the
   streams of every event with local viewers;
 - a 1 s sweep enforcing the sessions' deadlines (auth, token expiry, idle);
 - presence: counts to Redis and to viewers every ``gateway_presence_interval_s``;
-- the events/users state (``topologies/state.py``) for event checks and posting.
+- the events/users state (``topologies/state.py``) for event checks and posting (a
+  timed-out or banned user is refused at once, from the profile it follows);
+- moderators' actions through :class:`~gateways.moderation.ModeratorActions`, the
+  service the HTTP API uses too.
 
 Shutdown (SIGTERM or SIGINT) is a drain, in the manner of uvicorn: stop accepting,
 tell every viewer to reconnect after a random delay, close the stragglers with 1001 at
@@ -51,6 +54,7 @@ from gateways import protocol as P
 from gateways.auth import TokenVerifier
 from gateways.fanout import Hub, build_frames
 from gateways.history import History, ReplayTier, id_key
+from gateways.moderation import ModerationError, ModeratorActions
 from gateways.posting import Poster, PostError, pending_view
 from gateways.presence import Presence
 from schemas.codec import AvroCodec
@@ -80,6 +84,11 @@ class Connection:
     @property
     def user_id(self) -> str:
         return self.session.identity.user_id if self.session.identity else ""
+
+    @property
+    def viewer_id(self) -> str | None:
+        identity = self.session.identity
+        return None if identity is None or identity.anonymous else identity.user_id
 
     # -- the Viewer protocol of the hub --------------------------------------------------
 
@@ -177,6 +186,7 @@ class Gateway:
         self.history: History | None = None
         self.poster: Poster | None = None
         self.presence: Presence | None = None
+        self.moderation: ModeratorActions | None = None
         self.stopped = asyncio.Event()
         self._all_gone = asyncio.Event()
 
@@ -227,6 +237,16 @@ class Gateway:
             nonce_ttl_s=s.gateway_nonce_ttl_s,
         )
         self.presence = Presence(self.redis, self.gateway_id, s.gateway_presence_interval_s)
+        self.moderation = ModeratorActions(
+            codec=self.codec,
+            producer=self.producer,
+            store=self.store,
+            event=self._latest_event,
+            user=self._latest_user,
+            # This gateway reads its own write: a timed-out user's next post here is
+            # refused at once (the others follow users.profiles within a fraction of a s).
+            written=self._state_synced,
+        )
         self._server = await serve(
             self._handle,
             s.host,
@@ -248,6 +268,19 @@ class Gateway:
             asyncio.create_task(self._presence_loop(), name="presence"),
         ]
         log.info("gateway %s listening on %s:%s", self.gateway_id, s.host, self.port)
+
+    async def _state_synced(self) -> bool:
+        synced: bool = await self.state.sync(timeout_s=2.0)
+        return synced
+
+    async def _latest_event(self, event_id: str) -> Any:
+        # A moderator's change starts from the latest record, not a stale one.
+        await self._state_synced()
+        return self.state.event(event_id)
+
+    async def _latest_user(self, user_id: str) -> Any:
+        await self._state_synced()
+        return self.state.user(user_id)
 
     def _hot_rate_of(self, event_id: str) -> float:
         event = self.state.event(event_id) if self.state else None
@@ -334,6 +367,8 @@ class Gateway:
             assert self.hub is not None
             hot = self.hub.set_mode(conn, request.event_id, request.mode)
             conn.reply(P.mode_set(request.event_id, request.mode, hot, request.request_id))
+        elif isinstance(request, P.Moderate):
+            await self._moderate(conn, request)
 
     async def _join(self, conn: Connection, req: P.Join) -> None:
         assert self.hub and self.history and self.state
@@ -380,6 +415,8 @@ class Gateway:
         M.count_tiers(recovery.tiers)
         if req.since is not None:
             M.resumes.labels("complete" if recovery.complete else "incomplete").inc()
+        # Shadow comments go to their author alone (the shared backlog has them all).
+        recovery = recovery.for_viewer(conn.viewer_id)
         frames = build_frames(req.event_id, recovery.entries)
         for frame in frames:
             conn.queue.append((frame.data, frame.comments, frame.kind))
@@ -432,6 +469,24 @@ class Gateway:
         conn.reply(ack)
         if not posted.duplicate:
             conn.reply(P.pending(pending_view(c, req.identity)))
+
+    async def _moderate(self, conn: Connection, req: P.Moderate) -> None:
+        assert self.moderation is not None
+        event_id = req.params.get("event_id")
+        method, kwargs = service_call(req.action, req.params)
+        try:
+            result = await getattr(self.moderation, method)(req.identity, **kwargs)
+        except ModerationError as e:
+            M.moderations.labels(req.action, e.code).inc()
+            conn.reply(P.error(e.code, e.message, request_id=req.request_id, event_id=event_id))
+            return
+        except Exception as e:
+            log.warning("moderate %s failed: %s: %s", req.action, type(e).__name__, e)
+            M.moderations.labels(req.action, "unavailable").inc()
+            conn.reply(P.error("unavailable", request_id=req.request_id, event_id=event_id))
+            return
+        M.moderations.labels(req.action, "done").inc()
+        conn.reply(P.moderated(req.action, result, req.request_id))
 
     # -- periodic ------------------------------------------------------------------------
 
@@ -525,6 +580,19 @@ class Gateway:
         if self.codec is not None:
             self.codec.close()
         self.stopped.set()
+
+
+def service_call(action: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The :class:`~gateways.moderation.ModeratorActions` method and keyword arguments
+    (after the acting identity) that carry out a ``moderate`` request's ``action``."""
+    if action in ("approve", "reject"):
+        return "review", {**params, "decision": action}
+    if action == "slow_mode":
+        return "event_settings", {"event_id": params["event_id"], "slow_mode_s": params["seconds"]}
+    if action == "strictness":
+        strictness = params["strictness"]
+        return "event_settings", {"event_id": params["event_id"], "strictness": strictness}
+    return action, dict(params)
 
 
 def _hung(after_s: float) -> None:

@@ -312,6 +312,10 @@ def test_posted_comments_reach_every_viewer_of_the_event_in_one_order_on_two_gat
             assert reply["type"] == "ack", reply
             acks.append(reply["comment_id"])
         assert acks == sorted(acks), "comment ids are time-ordered"
+        # `pending` is the frame after the `ack`: the client may not have read it yet.
+        await poster.wait_for(
+            lambda f: f["type"] == "pending" and f["comment"]["comment_id"] == acks[-1]
+        )
         pending = [f for f in poster.frames if f["type"] == "pending"]
         assert [p["comment"]["comment_id"] for p in pending] == acks
         assert all(p["comment"]["pending"] is True for p in pending)

@@ -14,7 +14,16 @@ import pytest
 from connectors.cassandra_store import StoredComment
 from gateways import posting
 from gateways.fanout import Feed, Hub, Subscription, build_frames, rank
-from gateways.history import Entry, RecentCache, holes, id_key, parse_entry, stored_entry
+from gateways.history import (
+    Entry,
+    History,
+    RecentCache,
+    for_viewer,
+    holes,
+    id_key,
+    parse_entry,
+    stored_entry,
+)
 from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfile
 from topologies.stages.validate import Limits
 
@@ -96,7 +105,7 @@ class FakeViewer:
     queue: list[bytes] = field(default_factory=list)
     closed: bool = False
     posted: set[str] = field(default_factory=set)
-    user_id: str = "v"
+    viewer_id: str | None = "v"
 
     def offer(self, data: bytes, comments: int, kind: str) -> bool:
         if len(self.queue) >= self.capacity:
@@ -300,3 +309,196 @@ def test_viewers_joining_at_once_all_end_up_on_the_one_feed_of_the_event() -> No
     assert list(h.feeds) == ["e"]
     assert len(h.feeds["e"].subs) == 5
     assert h.feeds["e"].cursor == "5-0"
+
+
+# -- shadow comments (hidden users: ``visible_to``) ---------------------------------------
+
+
+def shadow(position: int, previous: int | None, user: str, **fields: Any) -> Entry:
+    """A hidden user's comment as the live tier stores it: ``visible_to`` in the entry's
+    fields and in its JSON; outside the public chain (previous = the public head)."""
+    data = {
+        "comment_id": f"s{position}",
+        "event_id": "e",
+        "position": position,
+        "previous_position": previous,
+        "epoch": 1,
+        "user_id": user,
+        "text": "only I see this",
+        "visible_to": user,
+        **fields,
+    }
+    raw = {b"type": b"comment", b"data": json.dumps(data).encode(), b"visible_to": user.encode()}
+    return parse_entry(f"{position + 1}-0", raw)
+
+
+def items(queue: list[bytes]) -> list[int]:
+    return [i["position"] for f in queue for i in json.loads(f)["items"]]
+
+
+def test_a_shadow_entry_says_whose_it_is_and_its_json_never_does() -> None:
+    e = shadow(11, 10, "troll")
+    assert e.visible_to == "troll"
+    assert "visible_to" not in json.loads(e.data) and "visible_to" not in e.fields
+    assert json.loads(e.data)["text"] == "only I see this"
+    # The JSON alone marks it too (as the replay tier's records do).
+    data = json.dumps({"position": 3, "previous_position": 2, "epoch": 1, "visible_to": "x"})
+    assert parse_entry("4-0", {"type": "comment", "data": data}).visible_to == "x"
+    assert comment(12, 10).visible_to is None
+
+
+def test_public_entries_keep_the_bytes_they_were_stored_with() -> None:
+    stored = '{"comment_id":"c1","position":1,"previous_position":null,"epoch":1}'
+    assert parse_entry("2-0", {b"type": b"comment", b"data": stored.encode()}).data == stored
+
+
+def test_shadow_comments_are_not_links_of_the_public_chain() -> None:
+    chain = [comment(10, 7), shadow(11, 10, "troll"), comment(12, 10), shadow(13, 12, "troll")]
+    assert holes(chain, 7) == []
+    # A public comment missing after a shadow one is still a hole.
+    assert holes([comment(10, 7), shadow(11, 10, "troll"), comment(14, 12)], 7) == [(10, 14)]
+    # Without the shadow comments (what everyone else gets) the chain is whole as well.
+    assert holes(for_viewer(chain, "someone"), 7) == []
+
+
+def test_for_viewer_keeps_public_entries_and_the_viewers_own_shadows_only() -> None:
+    entries = [comment(1, None), shadow(2, 1, "troll"), shadow(3, 1, "spammer"), comment(4, 1)]
+    assert [e.position for e in for_viewer(entries, "troll")] == [1, 2, 4]
+    assert [e.position for e in for_viewer(entries, "spammer")] == [1, 3, 4]
+    assert [e.position for e in for_viewer(entries, "alice")] == [1, 4]
+    assert [e.position for e in for_viewer(entries, None)] == [1, 4]
+    public = [comment(1, None), comment(2, 1)]
+    assert for_viewer(public, "alice") is public  # no copy on the usual path
+
+
+def test_stored_shadow_rows_are_marked_and_their_json_is_an_ordinary_comment() -> None:
+    row = StoredComment(
+        "e", 5, 3, 1, "c5", "troll", "T", (), (), "hi", None, "en", 10, 20, False, "troll"
+    )
+    e = stored_entry(row)
+    assert e.visible_to == "troll"
+    assert "visible_to" not in json.loads(e.data)
+    removed = StoredComment(
+        "e", 6, 3, 1, "c6", "troll", "T", (), (), "x", None, None, 1, 2, True, "troll"
+    )
+    assert stored_entry(removed).visible_to == "troll"
+
+
+def test_the_shared_frame_has_no_shadow_comment_and_its_author_gets_a_frame_of_their_own() -> None:
+    h = hub()
+    alice, bob = FakeViewer(viewer_id="alice"), FakeViewer(viewer_id="bob")
+    troll, anon = FakeViewer(viewer_id="troll"), FakeViewer(viewer_id=None)
+    other = FakeViewer(viewer_id="spammer")
+    feed = attach(h, alice)
+    for v in (bob, troll, anon, other):
+        attach(h, v)
+    h._deliver(
+        feed, [comment(1, None), shadow(2, 1, "troll"), comment(3, 1), shadow(4, 3, "nobody")]
+    )
+    assert items(alice.queue) == items(bob.queue) == items(anon.queue) == [1, 3]
+    assert alice.queue[0] is bob.queue[0] is anon.queue[0]  # one shared frame, one encoding
+    assert b"only I see this" not in alice.queue[0]
+    assert items(troll.queue) == [1, 2, 3]  # in the event's order
+    assert items(other.queue) == [1, 3]  # another hidden user sees no shadow but their own
+
+
+def test_the_author_sees_their_shadow_comment_in_top_mode_too() -> None:
+    h = hub(top_per_s=20)
+    troll = FakeViewer(capacity=100, viewer_id="troll")
+    fan = FakeViewer(capacity=100, viewer_id="fan")
+    feed = attach(h, troll, "top")
+    attach(h, fan, "top")
+    feed.hot = True
+    h._deliver(feed, [comment(1, None, roles=["moderator"]), shadow(2, 1, "troll")])
+    assert items(fan.queue) == [1]
+    assert items(troll.queue) == [1, 2]
+
+
+def test_a_shadow_comment_does_not_move_the_live_readers_place_in_the_chain() -> None:
+    h = hub()
+    feed = Feed("e", 60)
+    feed.last_position = 1
+    got = asyncio.run(h._fill_live_holes(feed, [comment(3, 1), shadow(4, 3, "troll")]))
+    assert [e.position for e in got] == [3, 4]
+    assert feed.last_position == 3
+
+
+class FakeStream:
+    """XRANGE/XREVRANGE over one event's entries, as redis-py answers them."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._raw = []
+        for e in entries:
+            raw: dict[bytes, bytes] = {b"type": e.kind.encode(), b"data": e.data.encode()}
+            if e.visible_to is not None:
+                raw[b"visible_to"] = e.visible_to.encode()
+            self._raw.append((e.stream_id.encode(), raw))
+
+    @staticmethod
+    def _key(sid: str) -> tuple[int, int]:
+        return id_key(sid.lstrip("("))
+
+    async def xrevrange(
+        self, key: str, max: str = "+", min: str = "-", count: int | None = None
+    ) -> list[Any]:
+        top = None if max == "+" else self._key(max)
+        found = [r for r in reversed(self._raw) if top is None or id_key(r[0].decode()) <= top]
+        return found[:count]
+
+    async def xrange(
+        self, key: str, min: str = "-", max: str = "+", count: int | None = None
+    ) -> list[Any]:
+        low = None if min == "-" else self._key(min)
+        top = None if max == "+" else self._key(max)
+        found = [
+            r
+            for r in self._raw
+            if (low is None or id_key(r[0].decode()) > low)
+            and (top is None or id_key(r[0].decode()) <= top)
+        ]
+        return found[:count]
+
+
+def test_a_fresh_join_backlog_gives_shadow_comments_to_their_author_only() -> None:
+    log = [comment(1, None), comment(2, 1), shadow(3, 2, "troll"), comment(4, 2)]
+    history = History(FakeStream(log), None, backlog=2, recovery_max=100)
+    recovery = asyncio.run(history.recent("e", "5-0"))
+    # Two public comments make the backlog; the shadow between them comes along.
+    assert [e.position for e in recovery.entries] == [2, 3, 4]
+    everyone = recovery.for_viewer("alice")
+    assert [e.position for e in everyone.entries] == [2, 4]
+    assert (everyone.epoch, everyone.position, everyone.complete) == (1, 4, True)
+    mine = recovery.for_viewer("troll")
+    assert [e.position for e in mine.entries] == [2, 3, 4]
+
+
+def test_a_resume_skips_others_shadow_comments_without_looking_like_a_gap() -> None:
+    log = [comment(1, None), comment(2, 1), shadow(3, 2, "troll"), comment(4, 2)]
+    history = History(FakeStream(log), None, backlog=50, recovery_max=100)
+    recovery = asyncio.run(history.resume("e", 1, 1, "5-0"))
+    assert recovery.complete
+    assert [e.position for e in recovery.for_viewer("troll").entries] == [2, 3, 4]
+    alice = recovery.for_viewer("alice")
+    assert [e.position for e in alice.entries] == [2, 4] and alice.complete
+    # Nothing but someone else's shadow comment after `since`: the viewer stays where it was.
+    only_shadow = asyncio.run(history.resume("e", 1, 2, "4-0")).for_viewer("alice")
+    assert only_shadow.entries == [] and (only_shadow.epoch, only_shadow.position) == (1, 2)
+    # From the recent cache (L1) the same.
+    cache = RecentCache(keep_s=60)
+    cache.start_at("2-0")
+    cache.add(log[1:])
+    cached = asyncio.run(history.resume("e", 1, 1, "5-0", cache))
+    assert cached.tiers["l1"] == 3
+    assert [e.position for e in cached.for_viewer("bob").entries] == [2, 4]
+
+
+def test_a_timed_out_user_is_told_how_long_is_left() -> None:
+    c = submitted()
+    until = c.submitted_at + 90_000
+    user = UserProfile(user_id="u", display_name="U", timeout_until=until, updated_at=0)
+    with pytest.raises(posting.PostError) as e:
+        posting.check_envelope(c, event=live(), user=user, limits=Limits())
+    assert e.value.code == "user_timed_out"
+    assert e.value.retry_after_ms == 90_000
+    expired = UserProfile(user_id="u", display_name="U", timeout_until=1, updated_at=0)
+    assert posting.check_envelope(c, event=live(), user=expired, limits=Limits()).text == "hello"
