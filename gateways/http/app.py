@@ -1,4 +1,5 @@
-"""The HTTP API as an ASGI app (FastAPI): REST for posting, history, events, health.
+"""The HTTP API as an ASGI app (FastAPI): REST for posting, history, events,
+moderation, health.
 
     app = create_app(settings)     # connects to the servers in its lifespan
 
@@ -6,8 +7,10 @@ It reuses what the WebSocket gateway uses, so both edges judge the same way: the
 ``Poster`` (envelope check, ULID, ``CommentSubmitted`` acked by Kafka, nonces in
 Redis), the ``TokenVerifier`` (same claims, same codes), the per-user ``PostRate``,
 the ``History`` item form of Cassandra rows, and ``StateWriter`` for event settings
-(as ``livecomments events`` does). The paging and caching rules are in ``pages``,
-the error codes in ``errors``; ``docs/api.md`` is the reference.
+(as ``livecomments events`` does), and ``ModeratorActions`` (``gateways/moderation.py``)
+for everything a moderator does — the gateway's ``moderate`` messages run the very same
+code. The paging and caching rules are in ``pages``, the error codes in ``errors``;
+``docs/api.md`` is the reference.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Annotated, Any, Final
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Header, Query, Request, Response
+from fastapi import Path as InPath
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,24 +36,23 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.kafka_producer import OutputProducer
-from connectors.topics import COMMENTS_RETRACTED
 from deploy.settings import Settings
 from gateways.auth import AuthError, Identity, TokenVerifier, mint_token
 from gateways.history import FAR_POSITION, stored_entry
 from gateways.http import models as m
 from gateways.http import pages
 from gateways.http.errors import ApiError, error_body, error_headers, from_validation
+from gateways.moderation import ModerationError, ModeratorActions, event_view
 from gateways.posting import Poster, PostError, pending_view
 from gateways.protocol import MAX_NONCE, SUBPROTOCOL, PostRate
 from schemas.codec import AvroCodec
 from schemas.records import (
-    CommentRetracted,
     EventStatus,
     LinkPolicy,
     LiveEvent,
     ModerationThresholds,
-    RetractionScope,
     Strictness,
+    UserProfile,
 )
 from topologies.stages.validate import Limits as PostLimits
 
@@ -75,6 +78,7 @@ PAGES = Counter("api_history_pages_total", "history pages served by kind", ["kin
 
 BEARER: Final = "bearer "
 Auth = Annotated[str | None, Header(description="`Bearer <JWT>`")]
+HeldPosition = Annotated[int, InPath(ge=0, lt=2**62, description="the held comment's position")]
 
 
 def now_ms() -> int:
@@ -94,6 +98,7 @@ class Backends:
         self.state: Any = None
         self.writer: Any = None
         self.poster: Poster | None = None
+        self.actions: ModeratorActions | None = None
         self.admin: Any = None
         self._sync: asyncio.Task[bool] | None = None
         self._synced_at = float("-inf")
@@ -126,6 +131,14 @@ class Backends:
             limits=PostLimits(max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute),
             nonce_ttl_s=s.gateway_nonce_ttl_s,
         )
+        self.actions = ModeratorActions(
+            codec=self.codec,
+            producer=self.producer,
+            store=self.store,
+            event=self.latest_event,
+            user=self.latest_user,
+            written=self.synced,
+        )
 
     async def stop(self) -> None:
         if self.producer is not None:
@@ -146,6 +159,23 @@ class Backends:
             await self.catch_up()
             event = self.state.event(event_id)
         return None if event is None or event.deleted else event
+
+    async def synced(self) -> None:
+        """Up to the end of events.settings and users.profiles (read your writes)."""
+        await self.state.sync(timeout_s=5.0)
+
+    async def latest_event(self, event_id: str) -> LiveEvent | None:
+        """The event as last written, for a read-modify-write of its settings."""
+        await self.synced()
+        event: LiveEvent | None = self.state.event(event_id)
+        return None if event is None or event.deleted else event
+
+    async def latest_user(self, user_id: str) -> UserProfile | None:
+        """The user's profile as last written: a ban must not undo a timeout set a
+        moment ago by another process."""
+        await self.synced()
+        user: UserProfile | None = self.state.user(user_id)
+        return user
 
     async def catch_up(self) -> None:
         """Read events.settings up to its end. Requests for unknown events share one
@@ -300,31 +330,6 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
 # -- event views ---------------------------------------------------------------------------
 
 
-def event_view(e: LiveEvent, *, full: bool) -> dict[str, Any]:
-    """An event as the API shows it; moderation settings only to moderators (``full``)."""
-    view: dict[str, Any] = {
-        "event_id": e.event_id,
-        "title": e.title,
-        "status": e.status.value.lower(),
-        "created_at": e.created_at,
-        "updated_at": e.updated_at,
-        "slow_mode_s": e.slow_mode_s,
-        "anonymous_read": e.anonymous_read,
-        "members_only": e.members_only,
-        "hot_rate_per_s": e.hot_rate_per_s,
-    }
-    if full:
-        view |= {
-            "strictness": e.strictness.value.lower(),
-            "blocked_terms": list(e.blocked_terms),
-            "allowed_terms": list(e.allowed_terms),
-            "link_policy": e.link_policy.value.lower(),
-            "allowed_domains": list(e.allowed_domains),
-            "thresholds": e.thresholds.to_avro(),
-        }
-    return view
-
-
 def event_changes(body: m.EventSettingsIn) -> dict[str, Any]:
     """``LiveEvent`` fields for the settings given (the API's lowercase → the records')."""
     given = body.model_dump(exclude_unset=True, exclude={"event_id"})
@@ -396,7 +401,7 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST", "PATCH"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",
@@ -411,6 +416,10 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> Response:
         return error_response(e)
+
+    @app.exception_handler(ModerationError)
+    async def _moderation_error(_: Request, e: ModerationError) -> Response:
+        return error_response(ApiError(e.code, e.message))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> Response:
@@ -447,6 +456,12 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
         if not who.is_moderator:
             raise ApiError("not_authorized", "a moderator, broadcaster or admin role is required")
         return who
+
+    def timeout_left(user_id: str) -> int | None:
+        """Milliseconds until the user's timeout ends (None if not timed out)."""
+        profile = backends.state.user(user_id)
+        until = profile.timeout_until if profile is not None else None
+        return None if until is None else max(0, until - now_ms())
 
     def checked_event_id(event_id: str) -> str:
         if not pages.valid_event_id(event_id):
@@ -532,7 +547,10 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
             )
         except PostError as e:
             POSTS.labels(e.code).inc()
-            raise ApiError(e.code, e.message, retry_after_ms=e.retry_after_ms) from e
+            retry = e.retry_after_ms
+            if retry is None and e.code == "user_timed_out":
+                retry = timeout_left(who.user_id)
+            raise ApiError(e.code, e.message, retry_after_ms=retry) from e
         POSTS.labels("duplicate" if posted.duplicate else "acked").inc()
         c = posted.comment
         return json_response(
@@ -614,18 +632,35 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
     async def read_page(
         event_id: str, cursor: pages.Cursor
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        store = backends.store
         successor: dict[str, Any] | None = None
         if cursor.direction == "after":
             assert cursor.position is not None
-            rows = await store.after(event_id, cursor.position, cursor.limit)
+            rows = await public_rows(event_id, cursor.position, cursor.limit, newer=True)
         else:
             top = FAR_POSITION if cursor.position is None else cursor.position
-            rows = list(reversed(await store.before(event_id, top, cursor.limit)))
+            rows = list(reversed(await public_rows(event_id, top, cursor.limit, newer=False)))
             if cursor.direction == "before" and len(rows) == cursor.limit:
-                following = await store.after(event_id, rows[-1].position, 1)
+                following = await public_rows(event_id, rows[-1].position, 1, newer=True)
                 successor = stored_entry(following[0]).fields if following else None
         return [stored_entry(r).fields for r in rows], successor
+
+    async def public_rows(event_id: str, position: int, limit: int, *, newer: bool) -> list[Any]:
+        """Up to ``limit`` public comments after (``newer``: oldest first) or before
+        (newest first) ``position``. A shadow comment (``visible_to`` set) is its
+        author's alone and never on a page anyone else, or a CDN, may see."""
+        store = backends.store
+        found: list[Any] = []
+        while len(found) < limit:
+            want = limit - len(found)
+            if newer:
+                rows = await store.after(event_id, position, want)
+            else:
+                rows = await store.before(event_id, position, want)
+            found.extend(pages.public(rows))
+            if len(rows) < want:
+                break
+            position = rows[-1].position
+        return found
 
     @app.post(
         "/v1/events/{event_id}/retractions",
@@ -637,43 +672,164 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
     )
     async def retract(event_id: str, body: m.RetractionIn, authorization: Auth = None) -> Response:
         who = moderator(authorization)
-        await known_event(event_id)
-        if body.scope == "comment" and body.comment_id is None and body.position is None:
-            raise ApiError("missing_field", "`comment_id` or `position` is required")
-        record = CommentRetracted(
-            event_id=event_id,
-            scope=RetractionScope(body.scope.upper()),
+        checked_event_id(event_id)
+        done = await actions().remove(
+            who,
+            event_id,
             comment_id=body.comment_id,
-            user_id=body.user_id,
             position=body.position,
+            user_id=body.user_id,
+            scope=body.scope,
             reason=body.reason,
-            actor=who.user_id,
-            retracted_at=now_ms(),
         )
-        assert backends.producer is not None and backends.codec is not None
-        try:
-            future = await backends.producer.send(
-                COMMENTS_RETRACTED,
-                event_id.encode(),
-                backends.codec.encode(COMMENTS_RETRACTED, record),
-            )
-            await asyncio.wait_for(future, 30)
-        except Exception as e:
-            raise ApiError("post_failed", f"Kafka did not take the retraction: {e}") from e
-        purge = pages.purge_keys(event_id, [body.position] if body.position is not None else [])
-        if body.position is None:
-            purge = [f"lc:{event_id}"]  # position unknown here: the event's pages
-        return json_response(
-            {
-                "event_id": event_id,
-                "scope": body.scope,
-                "user_id": body.user_id,
-                "comment_id": body.comment_id,
-                "position": body.position,
-                "purge": purge,
-            },
-            202,
+        position = done["position"]
+        # Position unknown (every comment of a user): all the event's pages.
+        purge = [f"lc:{event_id}"] if position is None else pages.purge_keys(event_id, [position])
+        return json_response(done | {"purge": purge}, 202)
+
+    # -- moderation: held comments and users -------------------------------------------------
+
+    def actions() -> ModeratorActions:
+        assert backends.actions is not None
+        return backends.actions
+
+    moderated: dict[int | str, dict[str, Any]] = {
+        **authed,
+        403: {
+            "model": m.ErrorOut,
+            "description": "not_authorized: not a moderator, or the "
+            "target user is a moderator, broadcaster or admin (or yourself)",
+        },
+    }
+
+    @app.get(
+        "/v1/events/{event_id}/held",
+        tags=["moderation"],
+        response_model=m.HeldPageOut,
+        summary="comments held for review, oldest first; moderators",
+        responses=moderated,
+    )
+    async def held(
+        event_id: str,
+        after: Annotated[
+            int | None, Query(ge=-1, lt=2**62, description="held comments after this position")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        authorization: Auth = None,
+    ) -> Response:
+        who = moderator(authorization)
+        page = await actions().held(who, checked_event_id(event_id), after=after, limit=limit)
+        return json_response(page, headers={"Cache-Control": "no-store"})
+
+    async def review(
+        event_id: str, position: int, decision: str, authorization: str | None
+    ) -> Response:
+        who = moderator(authorization)
+        done = await actions().review(who, checked_event_id(event_id), position, decision)
+        return json_response(done, 202)
+
+    reviewed: dict[int | str, dict[str, Any]] = {
+        **moderated,
+        404: {"model": m.ErrorOut, "description": "event_not_found, comment_not_found"},
+        409: {"model": m.ErrorOut, "description": "already_reviewed"},
+    }
+
+    @app.post(
+        "/v1/events/{event_id}/held/{position}/approve",
+        tags=["moderation"],
+        status_code=202,
+        response_model=m.ReviewOut,
+        summary="publish a held comment (at the position of the approval); moderators",
+        responses=reviewed,
+    )
+    async def approve(
+        event_id: str, position: HeldPosition, authorization: Auth = None
+    ) -> Response:
+        return await review(event_id, position, "approve", authorization)
+
+    @app.post(
+        "/v1/events/{event_id}/held/{position}/reject",
+        tags=["moderation"],
+        status_code=202,
+        response_model=m.ReviewOut,
+        summary="never publish a held comment; moderators",
+        responses=reviewed,
+    )
+    async def reject(event_id: str, position: HeldPosition, authorization: Auth = None) -> Response:
+        return await review(event_id, position, "reject", authorization)
+
+    on_user: dict[int | str, dict[str, Any]] = {
+        **moderated,
+        404: {
+            "model": m.ErrorOut,
+            "description": "user_not_found (lifting a measure of a user "
+            "without a profile), event_not_found",
+        },
+    }
+
+    def user_action(summary: str) -> dict[str, Any]:
+        return {
+            "tags": ["moderation"],
+            "status_code": 202,
+            "response_model": m.UserActionOut,
+            "summary": summary,
+            "responses": on_user,
+        }
+
+    @app.post("/v1/users/{user_id}/timeout", **user_action("no posts for a while; moderators"))
+    async def timeout(user_id: str, body: m.TimeoutIn, authorization: Auth = None) -> Response:
+        who = moderator(authorization)
+        done = await actions().timeout(
+            who,
+            user_id,
+            body.duration_s,
+            body.reason,
+            event_id=body.event_id,
+            clear=body.clear,
         )
+        return json_response(done, 202)
+
+    @app.delete("/v1/users/{user_id}/timeout", **user_action("lift a timeout; moderators"))
+    async def untimeout(user_id: str, authorization: Auth = None) -> Response:
+        return json_response(await actions().untimeout(moderator(authorization), user_id), 202)
+
+    @app.post("/v1/users/{user_id}/ban", **user_action("no posts until unbanned; moderators"))
+    async def ban(
+        user_id: str, body: m.BanIn | None = None, authorization: Auth = None
+    ) -> Response:
+        who = moderator(authorization)
+        given = body or m.BanIn()
+        done = await actions().ban(
+            who, user_id, given.reason, event_id=given.event_id, clear=given.clear
+        )
+        return json_response(done, 202)
+
+    @app.delete("/v1/users/{user_id}/ban", **user_action("lift a ban; moderators"))
+    async def unban(user_id: str, authorization: Auth = None) -> Response:
+        return json_response(await actions().unban(moderator(authorization), user_id), 202)
+
+    @app.post(
+        "/v1/users/{user_id}/hide",
+        **user_action("shadow a user: their comments are shown to them alone; moderators"),
+    )
+    async def hide(user_id: str, authorization: Auth = None) -> Response:
+        return json_response(await actions().hide(moderator(authorization), user_id), 202)
+
+    @app.delete("/v1/users/{user_id}/hide", **user_action("stop shadowing a user; moderators"))
+    async def unhide(user_id: str, authorization: Auth = None) -> Response:
+        return json_response(await actions().unhide(moderator(authorization), user_id), 202)
+
+    @app.get(
+        "/v1/users/{user_id}/moderation",
+        tags=["moderation"],
+        response_model=m.UserModerationOut,
+        summary="a user's bans, timeout, hiding and roles; moderators",
+        responses={**moderated, 404: {"model": m.ErrorOut, "description": "user_not_found"}},
+    )
+    async def user_moderation(user_id: str, authorization: Auth = None) -> Response:
+        who = moderator(authorization)
+        status = await actions().user_status(who, user_id)
+        return json_response(status, headers={"Cache-Control": "no-store"})
 
     # -- events --------------------------------------------------------------------------
 

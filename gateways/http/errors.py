@@ -4,7 +4,8 @@ Every error answers ``{"error": {"code": ..., "message": ...}}`` (plus ``retry_a
 where waiting helps, with a ``Retry-After`` header in whole seconds). The codes are the
 ones of ``docs/protocol.md``; the few that only HTTP has (``not_found``,
 ``method_not_allowed``, ``event_exists``, ``precondition_failed``, ``internal_error``)
-are listed in ``API_ONLY``.
+are listed in ``API_ONLY``; a moderator action's codes (``comment_not_found``,
+``user_not_found``, ``already_reviewed``...) come from ``gateways.moderation``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import math
 from typing import Any, Final
 
+from gateways.moderation import CODES as MODERATION_CODES
 from gateways.protocol import ERROR_CODES
 
 API_ONLY: Final[dict[str, str]] = {
@@ -23,7 +25,11 @@ API_ONLY: Final[dict[str, str]] = {
     "internal_error": "the server failed; the error is logged",
 }
 
-MESSAGES: Final[dict[str, str]] = {**ERROR_CODES, **API_ONLY}
+MESSAGES: Final[dict[str, str]] = {
+    **{code: message for code, (_, message) in MODERATION_CODES.items()},
+    **ERROR_CODES,
+    **API_ONLY,
+}
 
 STATUS: Final[dict[str, int]] = {
     "bad_json": 400,
@@ -38,9 +44,12 @@ STATUS: Final[dict[str, int]] = {
     "members_only": 403,
     "not_found": 404,
     "event_not_found": 404,
+    "comment_not_found": 404,
+    "user_not_found": 404,
     "method_not_allowed": 405,
     "event_not_live": 409,
     "event_exists": 409,
+    "already_reviewed": 409,
     "precondition_failed": 412,
     "message_too_large": 413,
     "empty_text": 422,

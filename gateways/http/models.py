@@ -124,14 +124,25 @@ class EventList(BaseModel):
     items: list[EventOut]
 
 
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+EventId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@-]+$")
+]
+
+
 class RetractionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scope: Literal["comment", "user_comments"] = "comment"
-    user_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    comment_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
-    position: int | None = Field(None, ge=0)
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)] = "removed"
+    user_id: Id | None = Field(
+        None,
+        description="the author; required for `user_comments`, looked up when not given "
+        "for `comment`",
+    )
+    comment_id: Id | None = None
+    position: int | None = Field(None, ge=0, lt=2**62)
+    reason: Reason | None = Field(None, description="default `removed_by_moderator`")
 
 
 class RetractionOut(BaseModel):
@@ -140,7 +151,77 @@ class RetractionOut(BaseModel):
     user_id: str
     comment_id: str | None
     position: int | None
+    reason: str
     purge: list[str] = Field(description="Surrogate-Key tags of cached pages to purge")
+
+
+class HeldCommentOut(BaseModel):
+    event_id: str
+    position: int = Field(description="where it was held: the key of approve and reject")
+    comment_id: str
+    user_id: str
+    text: str
+    reply_to: str | None
+    submitted_at: int
+    language: str | None
+    scores: dict[str, float] = Field(description="the models' scores, e.g. toxicity, spam")
+    reasons: list[str] = Field(description="why moderation held it")
+    held_at: int
+    decision: Literal["APPROVE", "REJECT"] | None = Field(description="null while pending")
+    reviewed_by: str | None
+    reviewed_at: int | None
+
+
+class HeldPageOut(BaseModel):
+    event_id: str
+    items: list[HeldCommentOut] = Field(description="pending held comments by position")
+    next_after: int | None = Field(
+        description="`after` of the next page; null when this page was not full"
+    )
+
+
+class ReviewOut(BaseModel):
+    event_id: str
+    position: int
+    comment_id: str
+    decision: Literal["approve", "reject"]
+    status: Literal["accepted"] = Field(
+        description="Kafka has the decision; the pipeline publishes an approved comment "
+        "within a moment, at a new position, with the same comment_id"
+    )
+
+
+class TimeoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    duration_s: int = Field(ge=10, le=86_400, description="10 seconds to 24 hours")
+    reason: Reason | None = None
+    event_id: EventId | None = Field(None, description="the event the timeout is about")
+    clear: bool = Field(False, description="with `event_id`: remove their comments there")
+
+
+class BanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: Reason | None = None
+    event_id: EventId | None = Field(None, description="the event the ban is about")
+    clear: bool = Field(True, description="with `event_id`: remove their comments there")
+
+
+class UserModerationOut(BaseModel):
+    user_id: str
+    banned: bool
+    timeout_until: int | None = Field(description="ms since the epoch; null when not timed out")
+    hidden: bool = Field(description="shadowed: their comments are shown to them alone")
+    roles: list[str]
+
+
+class UserActionOut(UserModerationOut):
+    retracted_in: str | None = Field(
+        description="the event whose comments of the user are being removed (`clear`)"
+    )
+    duration_s: int | None = None
+    reason: str | None = None
 
 
 class TokenOut(BaseModel):

@@ -20,6 +20,8 @@ ETag, for a CDN. The one thing that still changes a whole page is a removal by a
 moderator; the body changes (so does the ETag), and each page carries
 ``Surrogate-Key`` tags by position block so a CDN can purge the pages of a retraction
 (``purge_keys``). Other pages (the live edge, a page with a hole) get a short max-age.
+
+Shadow comments (a hidden user's, ``visible_to`` set) are never on a page (``public``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ def valid_event_id(value: str) -> bool:
         and value.isascii()
         and all(c.isalnum() or c in "._:@-" for c in value)
     )
+
+
+def public(rows: Iterable[Any]) -> list[Any]:
+    """The rows anyone may see: a shadow comment (``visible_to`` set, a hidden user's)
+    is shown to its author alone, so it is never on a page — pages are public and a CDN
+    keeps them. Public comments' ``previous_position`` skips shadow comments, so
+    leaving them out keeps a page's chain whole."""
+    return [r for r in rows if getattr(r, "visible_to", None) is None]
 
 
 def chained(items: Sequence[Mapping[str, Any]]) -> bool:

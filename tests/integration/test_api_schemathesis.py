@@ -1,6 +1,7 @@
 """Schemathesis against a real API process: every operation of its OpenAPI document, fed
 generated (and broken) input, answers without a 5xx — as a viewer, and as a moderator for
-everything but creating events (those would stay in the compacted events.settings)."""
+everything but creating events (those would stay in the compacted events.settings): the
+moderation endpoints (held comments, reviews, timeouts, bans, hiding) included."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def fuzz(schema: Any, base_url: str, headers: dict[str, str], *, skip: tuple[str
 def test_no_input_from_a_viewer_makes_the_api_fail(
     api_schema: Any, fuzzed_api: ApiProcess, settings: Settings
 ) -> None:
-    assert fuzz(api_schema, fuzzed_api.url, bearer(settings, "fuzzer")) >= 10
+    assert fuzz(api_schema, fuzzed_api.url, bearer(settings, "fuzzer")) >= 20
 
 
 def test_no_input_from_a_moderator_makes_the_api_fail(
@@ -72,4 +73,4 @@ def test_no_input_from_a_moderator_makes_the_api_fail(
 ) -> None:
     headers = bearer(settings, "fuzz-mod", "moderator")
     ran = fuzz(api_schema, fuzzed_api.url, headers, skip=("POST /v1/events",))
-    assert ran >= 10
+    assert ran >= 20

@@ -70,3 +70,13 @@ def test_validation_errors_map_to_the_protocols_codes() -> None:
     assert (missing.code, missing.message) == ("missing_field", "`text` is required")
     wrong = from_validation([{"type": "int_parsing", "loc": ("query", "limit"), "msg": "bad"}])
     assert wrong.code == "invalid_field" and "`limit`" in wrong.message
+
+
+def test_moderator_action_codes_have_their_statuses_and_sentences() -> None:
+    from gateways.moderation import CODES
+
+    for code, (status, _) in CODES.items():
+        assert ApiError(code).status == status, code
+    assert ApiError("already_reviewed").status == 409
+    assert ApiError("comment_not_found").status == 404
+    assert ApiError("user_not_found").message == CODES["user_not_found"][1]

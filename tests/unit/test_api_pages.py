@@ -171,3 +171,15 @@ def test_surrogate_keys_let_a_cdn_purge_the_pages_of_a_removal() -> None:
 )
 def test_event_ids_follow_the_protocols_rule(event_id: str, ok: bool) -> None:
     assert pages.valid_event_id(event_id) is ok
+
+
+def test_shadow_comments_are_never_on_a_page() -> None:
+    from types import SimpleNamespace
+
+    rows = [
+        SimpleNamespace(position=1, visible_to=None),
+        SimpleNamespace(position=2, visible_to="hidden-user"),
+        SimpleNamespace(position=3, visible_to=None),
+        SimpleNamespace(position=4),  # a row from before shadow comments existed
+    ]
+    assert [r.position for r in pages.public(rows)] == [1, 3, 4]
