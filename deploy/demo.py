@@ -225,6 +225,8 @@ def run(
             audience = Audience(settings, gateway.url(settings), list(EVENTS), VIEWERS)
             out.write(
                 f"\n  watch it in a browser: {page}?event=demo-match\n"
+                "  moderate it:           the same page signed in as a moderator: held\n"
+                "                         comments, approve, reject, time out (docs/web.md)\n"
                 f"  WebSocket gateway:     {gateway.url(settings)}  (docs/protocol.md)\n"
                 f"  HTTP API:              {page}docs  (OpenAPI at {page}openapi.json)\n\n"
             )
