@@ -90,9 +90,10 @@ def for_viewer(entries: list[Entry], user_id: str | None) -> list[Entry]:
     """What one viewer (``user_id``; None: anonymous) may be shown of ``entries``: the
     public ones and the viewer's own shadow comments. ``entries`` itself (no copy) when
     there is no shadow comment in it, the usual case."""
-    if all(e.visible_to is None for e in entries):
-        return entries
-    return [e for e in entries if e.visible_to is None or e.visible_to == user_id]
+    for entry in entries:
+        if entry.visible_to is not None:
+            return [e for e in entries if e.visible_to is None or e.visible_to == user_id]
+    return entries
 
 
 def stored_entry(c: Any) -> Entry:
