@@ -50,8 +50,8 @@ function failure(code, message) {
 
 function duration(ms) {
   const s = Math.ceil(ms / 1000);
-  if (s < 120) return `${s} s`;
-  if (s < 7200) return `${Math.ceil(s / 60)} min`;
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
   return `${Math.round(s / 3600)} h`;
 }
 
