@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--comments", type=int)
     p.add_argument("--events", type=int, default=50)
     p.add_argument(
-        "--rate", type=float, help="comments/s: pipeline's latency phase (1000), soak's load (50)"
+        "--rate",
+        type=float,
+        help="comments/s: pipeline's latency phase (1000; --quick: half the measured "
+        "throughput), soak's load (50)",
     )
     p.add_argument("--only", action="append", help="drills: run only this one (repeatable)")
     p.add_argument("--viewers", type=int, help="fanout, soak: viewers (connections: target)")
@@ -79,8 +82,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.name == "drills":
         from perf.drills import run as run_drills
+        from perf.fence import StackInUse
 
-        result = run_drills(settings, quick=args.quick, only=args.only)
+        try:
+            result = run_drills(settings, quick=args.quick, only=args.only)
+        except StackInUse as e:
+            sys.stderr.write(f"error: {e}\n")
+            return 2
+        if result.get("aborted"):
+            _write(result, args.json)
+            return 1
     elif args.name == "fanout":
         from perf.bench_fanout import run as run_fanout
 
@@ -109,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             quick=args.quick,
             workers=args.workers,
-            comments=args.comments or (5_000 if args.quick else 20_000),
+            comments=args.comments or (2_000 if args.quick else 20_000),
             events=args.events,
-            rate=args.rate or 1000.0,
+            rate=args.rate,
         )
     return _write(result, args.json)
 

@@ -16,17 +16,24 @@ Then an auditor independent of the pipeline (perf/audit.py) reads Cassandra and 
 for every comment Kafka acknowledged, and every viewer's sequence is checked against
 what Cassandra holds. Per drill: ``acked``, ``persisted``, ``lost``, ``duplicated``,
 ``viewer_gaps`` (comments a viewer never got and no ``gap`` frame declared),
-``viewer_duplicates``, ``declared_gaps`` / ``recovered_gaps``, ``reconnects``.
+``viewer_duplicates``, ``declared_gaps`` / ``recovered_gaps``, ``reconnects``,
+``refused_joins`` (joins answered ``unavailable``, retried with backoff).
 Goal: 0 lost, 0 duplicated, 0 viewer gaps in every drill.
+
+The drills must be alone on the stack (perf/fence.py): they refuse to start if a process
+they did not start is connected to its servers or holds their workers' and gateways'
+ports, check again after each drill, and warn when the stack was already running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,16 +46,19 @@ from deploy.stack.local import Cassandra, Kafka
 from deploy.stack.local import Redis as RedisServer
 from gateways.auth import mint_token
 from perf.audit import cassandra_comments, wait_until_persisted
+from perf.fence import StackInUse, check_alone, rig_ports
 from perf.load import LoadResult, comments, make_events, produce
 from perf.processes import (
     Gateway,
     Worker,
     start_gateway,
     start_worker,
+    stop_children,
     wait_assigned,
     wait_events_known,
     wait_healthy,
 )
+from perf.procstat import say
 from perf.viewer import Viewer, stop_all, watch
 from schemas.codec import AvroCodec
 
@@ -67,8 +77,11 @@ class DrillResult:
     declared_gaps: int = 0
     recovered_gaps: int = 0
     reconnects: int = 0
+    refused_joins: int = 0  # joins answered `unavailable` and retried (perf/viewer.py)
     viewers: int = 0
     seconds: float = 0.0
+    # Why viewers were disconnected or refused, most frequent first (digits masked).
+    viewer_errors: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -127,9 +140,7 @@ class Rig:
         wait_healthy(self.settings, self.gateways)
 
     def stop(self) -> None:
-        procs: list[Gateway | Worker] = [*self.gateways, *self.workers]
-        for p in procs:
-            p.stop()
+        stop_children([*self.gateways, *self.workers])
 
 
 class _Load(threading.Thread):
@@ -249,6 +260,7 @@ async def run_drill(
     if not await _caught_up(viewers, heads, timeout_s=120):
         result.notes.append("some viewers had not reached the last comment after 120 s")
     await stop_all(viewers, tasks)
+    errors: Counter[str] = Counter()
     for v in viewers:
         s = v.stats
         missing = sum(v.missing(e, published.get(e, [])) for e in events)
@@ -265,25 +277,62 @@ async def run_drill(
         result.declared_gaps += s.declared_gaps
         result.recovered_gaps += s.recovered_gaps
         result.reconnects += s.reconnects
+        result.refused_joins += s.refused_joins
+        errors.update(re.sub(r"\d+", "N", e)[:100] for e in s.errors)
+    result.viewer_errors = dict(errors.most_common(8))
     result.seconds = round(time.monotonic() - t0, 1)
     return result
 
 
 def run(settings: Settings, *, quick: bool, only: list[str] | None = None) -> dict[str, Any]:
+    """Every drill (or ``only`` those) in turn; refuses a stack others use (perf/fence.py).
+
+    Raises :class:`StackInUse` before anything is broken if a process this run did not
+    start is connected to the stack or holds the rig's ports. If one appears between
+    drills, the run stops there: the JSON keeps the drills done and says why it stopped.
+    """
     shape = Shape.of(quick)
     names = [d for d in DRILLS if not only or d in only]
-    launcher.up(settings, out=io.StringIO())
+    up_log = io.StringIO()
+    launcher.up(settings, out=up_log)
+    notes: list[str] = []
+    if "already running" in up_log.getvalue():
+        notes.append(
+            f"the stack of {settings.state_path} was already running: this run did not start "
+            "it (no foreign process was connected to it when the drills began)"
+        )
+        say(f"warning: {notes[-1]}; the drills will stop and restart its servers")
+    ports = rig_ports(settings)
+    check_alone(settings, ports, "before the drills")
     rig = Rig(settings)
     results: list[DrillResult] = []
+    aborted: str | None = None
     with AvroCodec(settings) as codec:
         codec.register_all()
+        say("starting 2 workers and 2 gateways")
         rig.start()
         try:
             for name in names:
+                say(
+                    f"drill {name}: {shape.viewers} viewers, {shape.rate:g} comments/s "
+                    f"for {shape.seconds:g} s"
+                )
                 try:
                     results.append(asyncio.run(run_drill(settings, codec, rig, name, shape)))
                 finally:
                     rig.ensure()
+                r = results[-1]
+                say(
+                    f"drill {name}: acked {r.acked}, persisted {r.persisted}, lost {r.lost}, "
+                    f"duplicated {r.duplicated}, viewer gaps {r.viewer_gaps}, "
+                    f"reconnects {r.reconnects} ({r.seconds:g} s)"
+                )
+                try:
+                    check_alone(settings, ports, f"after the drill {name}")
+                except StackInUse as e:
+                    aborted = str(e)
+                    say(f"stopping: {aborted}")
+                    break
         finally:
             rig.stop()
     return {
@@ -294,6 +343,7 @@ def run(settings: Settings, *, quick: bool, only: list[str] | None = None) -> di
             r.drill: {k: v for k, v in asdict(r).items() if k not in ("drill", "notes")}
             for r in results
         },
-        "ok": all(r.ok for r in results),
-        "notes": [f"{r.drill}: {n}" for r in results for n in r.notes],
+        "ok": aborted is None and all(r.ok for r in results),
+        "aborted": aborted,
+        "notes": notes + [f"{r.drill}: {n}" for r in results for n in r.notes],
     }

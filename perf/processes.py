@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,21 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.kill(signal.SIGKILL)
                 self.proc.wait(10)
+
+
+def stop_children(children: Sequence[Child], timeout_s: float = 30.0) -> None:
+    """Stop every child at once: SIGTERM to all, then wait for each (a worker's graceful
+    stop takes seconds; one after another would add them up)."""
+    running = [c for c in children if c.proc.poll() is None]
+    for c in running:
+        c.kill(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for c in running:
+        try:
+            c.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            c.kill(signal.SIGKILL)
+            c.proc.wait(10)
 
 
 @dataclass

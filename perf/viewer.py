@@ -10,7 +10,11 @@ it is given the way a careful client would:
 - a ``gap`` frame (slow consumer) or a ``joined`` with ``complete: false`` is a gap the
   gateway *declared*; the viewer re-joins with ``since`` and counts it as recovered
   when the re-join is complete;
-- a position seen twice is a **duplicate**.
+- a position seen twice is a **duplicate**;
+- a join refused with ``unavailable`` (the gateway could not read the event's history:
+  Redis or Cassandra not answering) is retried on the same connection with backoff, as
+  the protocol asks (docs/protocol.md, error codes), and counted as ``refused_joins``,
+  not as an error.
 
 Latency is receive time minus the comment's ``submitted_at`` (same machine clock).
 """
@@ -31,6 +35,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 SUBPROTOCOL = "livecomments.v1"
+# A join refused as `unavailable` is sent again after this, doubling up to the maximum
+# (with jitter, so viewers refused together do not come back together).
+JOIN_RETRY_FIRST_S = 0.2
+JOIN_RETRY_MAX_S = 5.0
 
 
 @dataclass
@@ -39,6 +47,7 @@ class EventView:
     position: int | None = None
     joined: bool = False
     awaiting_recovery: bool = False  # a declared gap, until a complete re-join
+    retry_delay_s: float = 0.0  # the next wait after a join refused as `unavailable`
     recover_from: tuple[int | None, int | None] = (None, None)
     positions: set[int] = field(default_factory=set)
     comment_ids: set[str] = field(default_factory=set)
@@ -52,6 +61,7 @@ class ViewerStats:
     declared_gaps: int = 0  # `gap` frames and incomplete joins
     recovered_gaps: int = 0  # declared gaps whose re-join completed
     reconnects: int = 0
+    refused_joins: int = 0  # joins answered `unavailable`, each retried
     retracted: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -80,6 +90,7 @@ class Viewer:
         self._url_index = random.randrange(len(self.urls))
         self._rejoin: list[str] = []
         self._reconnect_after_s: float | None = None
+        self._join_retries: dict[str, asyncio.Task[None]] = {}
 
     # -- running -------------------------------------------------------------------
 
@@ -95,6 +106,8 @@ class Viewer:
                     self._ws = ws
                     await self._session(ws)
                     delay = 0.1
+                if not self._stop.is_set():  # a clean close: say why, as an error would
+                    self.stats.errors.append(f"closed: {ws.close_code} {ws.close_reason}"[:200])
             except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as e:
                 if self._stop.is_set():
                     break
@@ -102,6 +115,7 @@ class Viewer:
             finally:
                 self._ws = None
                 self.connected.clear()
+                self._cancel_join_retries()
                 for view in self.views.values():
                     view.joined = False
             if self._stop.is_set():
@@ -117,6 +131,7 @@ class Viewer:
 
     async def stop(self) -> None:
         self._stop.set()
+        self._cancel_join_retries()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
@@ -156,6 +171,7 @@ class Viewer:
                 self._rejoin = [*self._rejoin, frame["event_id"]]
                 return
             view.joined = True
+            view.retry_delay_s = 0.0
             if frame.get("complete") is False:
                 self.stats.declared_gaps += 1
             elif view.awaiting_recovery:
@@ -175,7 +191,43 @@ class Viewer:
         elif kind == "retracted":
             self.stats.retracted += len(frame.get("items", []))
         elif kind == "error":
-            self.stats.errors.append(f"{frame.get('code')}: {frame.get('message')}"[:200])
+            event_id = frame.get("event_id")
+            if frame.get("code") == "unavailable" and event_id in self.views:
+                self._retry_join(ws, str(event_id))
+            else:
+                self.stats.errors.append(f"{frame.get('code')}: {frame.get('message')}"[:200])
+
+    def _retry_join(self, ws: ClientConnection, event_id: str) -> None:
+        """Send the refused join again after a backoff, on this connection.
+
+        A retry is a task (not the ``_rejoin`` list) because the refused event may be the
+        only one this viewer watches: no later frame would come to trigger it. A
+        reconnect cancels it, since a new session joins every event anyway.
+        """
+        self.stats.refused_joins += 1
+        if event_id in self._join_retries:
+            return
+        view = self.views[event_id]
+        view.retry_delay_s = min(JOIN_RETRY_MAX_S, max(JOIN_RETRY_FIRST_S, view.retry_delay_s * 2))
+        delay = view.retry_delay_s * (0.5 + random.random())
+
+        async def retry() -> None:
+            try:
+                await asyncio.sleep(delay)
+                if self._ws is ws and not self._stop.is_set():
+                    await self._join(ws, event_id)
+            except websockets.exceptions.ConnectionClosed:
+                pass  # the session ends; the reconnect joins again
+            finally:
+                if self._join_retries.get(event_id) is asyncio.current_task():
+                    del self._join_retries[event_id]
+
+        self._join_retries[event_id] = asyncio.get_running_loop().create_task(retry())
+
+    def _cancel_join_retries(self) -> None:
+        for task in self._join_retries.values():
+            task.cancel()
+        self._join_retries.clear()
 
     def _comments(self, event_id: str, items: list[dict[str, Any]]) -> None:
         view = self.views.get(event_id)
