@@ -144,6 +144,30 @@ function commentOf(li) {
   };
 }
 
+// Takes `li` out of its list. When it holds the keyboard focus, the focus moves to the
+// same button of the nearest item after it (else before it), else to `fallback`: never
+// to the top of the page.
+function dropKeepingFocus(li, fallback) {
+  const focused = document.activeElement;
+  if (focused && focused !== li && li.contains(focused)) {
+    const kind = focused.classList[0];
+    let target = null;
+    for (const step of ["nextElementSibling", "previousElementSibling"]) {
+      for (let x = li[step]; x && !target; x = x[step]) {
+        target = kind ? x.querySelector(`button.${CSS.escape(kind)}`) : null;
+      }
+      if (target) break;
+    }
+    (target || fallback).focus();
+  }
+  li.remove();
+}
+
+// A button that is busy stays focusable (a disabled one would drop the focus to <body>).
+function busy(li, on) {
+  li.querySelectorAll("button").forEach((b) => b.setAttribute("aria-disabled", String(on)));
+}
+
 function findComment(commentId) {
   return document.querySelector(`#comments li[data-comment-id="${CSS.escape(commentId)}"]`);
 }
@@ -152,7 +176,7 @@ function showComment(c, pending) {
   const list = $("comments");
   const existing = findComment(c.comment_id);
   if (c.removed) {
-    if (existing) existing.remove();
+    if (existing) dropKeepingFocus(existing, $("comments-title"));
     return;
   }
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
@@ -166,10 +190,10 @@ function showComment(c, pending) {
 function retract(item) {
   if (item.scope === "USER_COMMENTS") {
     const sel = `#comments li[data-user-id="${CSS.escape(item.user_id)}"]`;
-    document.querySelectorAll(sel).forEach((li) => li.remove());
+    document.querySelectorAll(sel).forEach((li) => dropKeepingFocus(li, $("comments-title")));
   } else if (item.comment_id) {
     const li = findComment(item.comment_id);
-    if (li) li.remove();
+    if (li) dropKeepingFocus(li, $("comments-title"));
   }
 }
 
@@ -296,8 +320,8 @@ function onFrame(f) {
       if (f.code === "rate_limited" && f.retry_after_ms) {
         notice(`Slow down: try again in ${Math.ceil(f.retry_after_ms / 1000)} s.`);
       } else if (f.code === "user_timed_out") {
-        const left = f.retry_after_ms ? `: you can post again in ${duration(f.retry_after_ms)}` : "";
-        notice(`A moderator timed you out${left}.`);
+        const left = f.retry_after_ms ? ` for ${duration(f.retry_after_ms)}` : "";
+        notice(`A moderator timed you out: you cannot post${left}.`);
       } else if (f.code === "user_banned") {
         notice("A moderator banned you from posting.");
       } else {
@@ -388,14 +412,17 @@ function post(text) {
 
 function modStatus(text, undo) {
   const el = $("mod-status");
+  const hadFocus = el.contains(document.activeElement); // its undo button, just pressed
   el.replaceChildren(text);
+  if (hadFocus) el.focus();
   if (undo) {
     const b = document.createElement("button");
     b.type = "button";
     b.className = "secondary undo";
     b.textContent = undo.label;
     b.addEventListener("click", () => {
-      b.disabled = true;
+      if (b.getAttribute("aria-disabled") === "true") return;
+      b.setAttribute("aria-disabled", "true");
       moderate(undo.action, undo.fields)
         .then(() => modStatus(undo.done))
         .catch((e) => modStatus(`Could not undo: ${e.message} (${e.code})`));
@@ -407,7 +434,7 @@ function modStatus(text, undo) {
 async function removeComment(li) {
   const c = commentOf(li);
   li.dataset.state = "removing";
-  li.querySelectorAll("button").forEach((b) => (b.disabled = true));
+  busy(li, true);
   const fields = { event_id: c.event_id, comment_id: c.comment_id };
   if (c.position != null) fields.position = c.position;
   try {
@@ -426,7 +453,7 @@ async function removeComment(li) {
     modStatus(`Removed a comment of ${c.name}.`);
   } catch (e) {
     li.dataset.state = "published";
-    li.querySelectorAll("button").forEach((b) => (b.disabled = false));
+    busy(li, false);
     modStatus(`Could not remove the comment of ${c.name}: ${e.message} (${e.code})`);
   }
 }
@@ -523,6 +550,7 @@ function onCommentsClick(e) {
   const button = e.target.closest("button");
   if (!button || !isModerator()) return;
   const li = button.closest("li");
+  if (li.dataset.state === "removing") return;
   if (button.classList.contains("remove")) removeComment(li);
   else if (button.classList.contains("author-menu")) {
     if (menu.button === button) closeMenu(true);
@@ -571,15 +599,8 @@ function heldItem(h) {
   return li;
 }
 
-// Takes an item off the list; keyboard focus moves to its neighbour, not to the page top.
 function dropHeld(li) {
-  if (li.contains(document.activeElement)) {
-    const kind = document.activeElement.dataset.decision;
-    const next = li.nextElementSibling || li.previousElementSibling;
-    const target = next && next.querySelector(`button[data-decision=${kind || "approve"}]`);
-    (target || $("held-refresh")).focus();
-  }
-  li.remove();
+  dropKeepingFocus(li, $("held-refresh"));
 }
 
 // Updates the list in place, so that screen readers hear only new holds (aria-live
@@ -628,12 +649,12 @@ async function review(li, decision) {
   const position = Number(li.dataset.position);
   const who = li.dataset.userId;
   li.dataset.state = "reviewing";
-  li.querySelectorAll("button").forEach((b) => (b.disabled = true));
+  busy(li, true);
   const key = `${state.eventId} ${position}`;
   try {
     await moderate(decision, { event_id: state.eventId, position });
     state.reviewed.add(key);
-    modStatus(decision === "approve" ? `Approved the comment of ${who}.` : `Rejected the comment of ${who}.`);
+    modStatus(`${decision === "approve" ? "Approved" : "Rejected"} the comment of ${who}.`);
     dropHeld(li);
   } catch (e) {
     if (e.code === "already_reviewed") {
@@ -642,7 +663,7 @@ async function review(li, decision) {
       dropHeld(li);
     } else {
       li.dataset.state = "";
-      li.querySelectorAll("button").forEach((b) => (b.disabled = false));
+      busy(li, false);
       modStatus(`Could not ${decision} the comment of ${who}: ${e.message} (${e.code})`);
     }
   }
@@ -651,7 +672,8 @@ async function review(li, decision) {
 
 function onHeldClick(e) {
   const button = e.target.closest("button[data-decision]");
-  if (button) review(button.closest("li"), button.dataset.decision);
+  const li = button && button.closest("li");
+  if (li && li.dataset.state !== "reviewing") review(li, button.dataset.decision);
 }
 
 function showSettings(e) {
@@ -663,13 +685,16 @@ function showSettings(e) {
 }
 
 async function applySettings() {
+  const apply = $("apply-settings");
+  if (apply.getAttribute("aria-disabled") === "true") return; // the last change is in flight
   const form = $("settings");
   const eventId = state.eventId;
   const seconds = Number($("slow-mode").value);
   const strictness = $("strictness").value;
   const changes = [];
   if (String(seconds) !== form.dataset.slowMode) {
-    changes.push(["slow_mode", { event_id: eventId, seconds }, `slow mode ${seconds ? `${seconds} s` : "off"}`]);
+    const said = `slow mode ${seconds ? `${seconds} s` : "off"}`;
+    changes.push(["slow_mode", { event_id: eventId, seconds }, said]);
   }
   if (strictness !== form.dataset.strictness) {
     changes.push(["strictness", { event_id: eventId, strictness }, `strictness ${strictness}`]);
@@ -678,7 +703,7 @@ async function applySettings() {
     modStatus("Nothing to change.");
     return;
   }
-  $("apply-settings").disabled = true;
+  apply.setAttribute("aria-disabled", "true");
   try {
     for (const [action, fields] of changes) {
       const result = await moderate(action, fields);
@@ -688,7 +713,7 @@ async function applySettings() {
   } catch (e) {
     modStatus(`Could not apply the settings: ${e.message} (${e.code})`);
   } finally {
-    $("apply-settings").disabled = false;
+    apply.setAttribute("aria-disabled", "false");
   }
 }
 

@@ -50,19 +50,19 @@ def decode_png(data: bytes) -> tuple[int, int, list[bytes]]:
     prev = bytearray(stride)
     for y in range(height):
         start = y * (stride + 1)
-        kind = raw[start]
+        row_filter = raw[start]
         line = bytearray(raw[start + 1 : start + 1 + stride])
         for i in range(stride):
             left = line[i - channels] if i >= channels else 0
             up = prev[i]
             up_left = prev[i - channels] if i >= channels else 0
-            if kind == 1:
+            if row_filter == 1:
                 line[i] = (line[i] + left) & 255
-            elif kind == 2:
+            elif row_filter == 2:
                 line[i] = (line[i] + up) & 255
-            elif kind == 3:
+            elif row_filter == 3:
                 line[i] = (line[i] + (left + up) // 2) & 255
-            elif kind == 4:
+            elif row_filter == 4:
                 p = left + up - up_left
                 pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
                 pred = left if pa <= pb and pa <= pc else up if pb <= pc else up_left
@@ -262,31 +262,36 @@ def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboa
     viewer = browser.new_page(viewport={"width": 1100, "height": 800})
     viewer.on("console", lambda m: console.append(f"viewer {m.type}: {m.text}"))
     viewer.goto(f"{web_api.url}/?event={event_id}")
-    sign_in(viewer, "carol")
+    carol = f"carol-{uuid.uuid4().hex[:6]}"  # profiles outlive a run: a fresh user each time
+    sign_in(viewer, carol)
     moderator = browser.new_page(viewport={"width": 1400, "height": 900})
     moderator.on("console", lambda m: console.append(f"moderator {m.type}: {m.text}"))
     moderator.goto(f"{web_api.url}/?event={event_id}")
     sign_in(moderator, "mod-web", moderator=True)
     moderator.wait_for_selector("#mod:not([hidden])", timeout=10_000)
 
-    # All capitals: the caps_flood rule holds it for review (spam 0.65). The unique tail is
-    # letters only: a code with digits ("7BE67815") looks like spam to the model (block).
-    tail = "".join("ABCDEFGHIJKLMNOP"[int(c, 16)] for c in uuid.uuid4().hex[:8])
-    shouting = f"WHAT A GREAT GOAL TODAY {tail}"
-    viewer.fill("#text", shouting)
-    viewer.press("#text", "Enter")
-    carols = f"#comments li:has-text('{shouting}')"
-    viewer.wait_for_selector(f"{carols}[data-state=pending]", timeout=10_000)
-    comment_id = viewer.get_attribute(carols, "data-comment-id")
+    def shout() -> tuple[str, str]:
+        """Posts a line in capitals from carol's page: the caps_flood rule holds it for
+        review (spam 0.65). The unique tail is letters only: a code with digits
+        ("7BE67815") looks like spam to the model, which blocks it. Returns the pending
+        comment's selector and its comment_id, once the moderator's held list shows it
+        (polled every few seconds, nobody pressing anything)."""
+        tail = "".join("ABCDEFGHIJKLMNOP"[int(c, 16)] for c in uuid.uuid4().hex[:8])
+        text = f"WHAT A GREAT GOAL TODAY {tail}"
+        viewer.fill("#text", text)
+        viewer.press("#text", "Enter")
+        mine = f"#comments li:has-text('{text}')"
+        viewer.wait_for_selector(f"{mine}[data-state=pending]", timeout=10_000)
+        comment_id = viewer.get_attribute(mine, "data-comment-id")
+        try:
+            moderator.wait_for_selector(f"#held li[data-comment-id='{comment_id}']", timeout=90_000)
+        except Exception as e:
+            status = moderator.inner_text("#mod-status")
+            raise AssertionError(f"{text!r} not in the held list: {status!r}; {console}") from e
+        return mine, str(comment_id)
 
-    # The moderator's held list picks it up by itself (polled every few seconds).
+    carols, comment_id = shout()
     held = f"#held li[data-comment-id='{comment_id}']"
-    try:
-        moderator.wait_for_selector(held, timeout=90_000)
-    except Exception as e:
-        raise AssertionError(
-            f"not in the held list: {moderator.inner_text('#mod-status')!r}; {console}"
-        ) from e
     assert "caps_flood" in moderator.inner_text(held)
     logs = settings.state_path / "logs"
     (logs / "web-held.png").write_bytes(moderator.screenshot(full_page=True))
@@ -298,11 +303,24 @@ def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboa
     moderator.focus(f"{held} button.approve")
     moderator.keyboard.press("Enter")
     moderator.wait_for_selector(held, state="detached", timeout=30_000)
+    # The list is empty now: focus went to its refresh button, not to the top of the page.
+    assert moderator.evaluate("document.activeElement.id") == "held-refresh"
     viewer.wait_for_selector(
         f"#comments li[data-comment-id='{comment_id}'][data-state=published]", timeout=60_000
     )
     moderator.wait_for_selector(f"#comments li[data-comment-id='{comment_id}']", timeout=60_000)
     assert "Approved" in moderator.inner_text("#mod-status")
+
+    # A rejected one leaves the list and is never published.
+    rejected, rejected_id = shout()
+    moderator.click(f"#held li[data-comment-id='{rejected_id}'] button.reject")
+    moderator.wait_for_selector(
+        f"#held li[data-comment-id='{rejected_id}']", state="detached", timeout=60_000
+    )
+    assert "Rejected" in moderator.inner_text("#mod-status")
+    moderator.wait_for_timeout(3_000)
+    assert moderator.locator(f"#comments li[data-comment-id='{rejected_id}']").count() == 0
+    assert viewer.get_attribute(rejected, "data-state") == "pending"
 
     # Time carol out for a minute through the author menu, keyboard only.
     moderator.focus(f"#comments li[data-comment-id='{comment_id}'] button.author-menu")
@@ -315,7 +333,7 @@ def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboa
     moderator.wait_for_selector("#user-menu", state="hidden", timeout=5_000)
     moderator.wait_for_selector("#mod-status:has-text('cannot post for')", timeout=30_000)
     assert "author-menu" in moderator.evaluate("document.activeElement.className")
-    r = http.get("/v1/users/carol/moderation", headers=bearer(settings, "mod-web", "moderator"))
+    r = http.get(f"/v1/users/{carol}/moderation", headers=bearer(settings, "mod-web", "moderator"))
     assert r.status_code == 200, r.text
     assert (r.json()["timeout_until"] or 0) > time.time() * 1000 + 30_000, r.json()
     # The gateway learns of the timeout from the profiles log: a post may get through first.
@@ -335,6 +353,19 @@ def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboa
     moderator.wait_for_selector("#mod-status:has-text('Applied')", timeout=30_000)
     e = http.get(f"/v1/events/{event_id}", headers=bearer(settings, "mod-web", "moderator")).json()
     assert (e["slow_mode_s"], e["strictness"]) == (5, "strict"), e
+
+    # Ban her with the mouse: her comments leave every page of the event (hers included).
+    moderator.click(f"#comments li[data-comment-id='{comment_id}'] button.author-menu")
+    moderator.click("#user-menu [data-action=ban]")
+    moderator.wait_for_selector("#mod-status:has-text('is banned')", timeout=30_000)
+    viewer.wait_for_selector(
+        f"#comments li[data-comment-id='{comment_id}']", state="detached", timeout=60_000
+    )
+    moderator.wait_for_selector(
+        f"#comments li[data-comment-id='{comment_id}']", state="detached", timeout=60_000
+    )
+    moderator.click("#mod-status button.undo")
+    moderator.wait_for_selector("#mod-status:has-text('no longer banned')", timeout=30_000)
 
     shot = moderator.screenshot(full_page=True)
     (logs / "web-moderator.png").write_bytes(shot)
