@@ -151,7 +151,61 @@ def to_onnx(pipe: Any, path: Path) -> None:
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
     model.doc_string = f"livecomments {path.stem} model; see {path.stem}.card.md"
-    path.write_bytes(model.SerializeToString())
+    path.write_bytes(faster(model).SerializeToString())
+
+
+def faster(model: Any) -> Any:
+    """The same model with two of skl2onnx's nodes replaced, for onnxruntime's speed.
+
+    skl2onnx writes TF-IDF as ``TfIdfVectorizer`` (mode TF) → ``Mul`` by the idf vector →
+    ``ai.onnx.ml.Normalizer`` (L2) → ``LinearClassifier``, on a dense row per comment.
+    onnxruntime's ML ``Normalizer`` loops element by element and took about half of the
+    model's time (profiled: 108 of 208 µs per comment for toxicity). Here the idf goes
+    into the vectorizer's own ``weights`` (mode TFIDF: the pool's i-th n-gram weighs
+    idf[ngram_indexes[i]]), and the L2 normalisation is the standard
+    ``LpNormalization`` (p=2, axis=1), which is vectorised. Scores are unchanged (the
+    reference check in tests/unit/test_models.py compares them with scikit-learn's).
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    for i, node in enumerate(graph.node):
+        if node.op_type == "Normalizer" and node.domain == "ai.onnx.ml":
+            norm = next(a.s for a in node.attribute if a.name == "norm")
+            if norm != b"L2":
+                raise ValueError(f"unexpected Normalizer norm {norm!r}")
+            graph.node[i].CopyFrom(
+                helper.make_node(
+                    "LpNormalization",
+                    list(node.input),
+                    list(node.output),
+                    name=node.name,
+                    axis=1,
+                    p=2,
+                )
+            )
+    tfidf = next(n for n in graph.node if n.op_type == "TfIdfVectorizer")
+    mul = next(n for n in graph.node if n.op_type == "Mul" and tfidf.output[0] in n.input)
+    initializers = {i.name: i for i in graph.initializer}
+    [idf_name] = [x for x in mul.input if x != tfidf.output[0]]
+    idf = numpy_helper.to_array(initializers[idf_name]).ravel()
+    indexes = next(a.ints for a in tfidf.attribute if a.name == "ngram_indexes")
+    kept = [a for a in tfidf.attribute if a.name not in ("mode", "weights")]
+    del tfidf.attribute[:]
+    tfidf.attribute.extend(kept)
+    tfidf.attribute.extend(
+        [
+            helper.make_attribute("mode", "TFIDF"),
+            helper.make_attribute("weights", [float(idf[j]) for j in indexes]),
+        ]
+    )
+    for node in graph.node:
+        for k, name in enumerate(node.input):
+            if name == mul.output[0]:
+                node.input[k] = tfidf.output[0]
+    graph.node.remove(mul)
+    graph.initializer.remove(initializers[idf_name])
+    return model
 
 
 def clean_snippets(clean: list[str], count: int) -> list[str]:
@@ -347,6 +401,8 @@ CARD = """# {title} — model card
   (`topologies/moderation/normalize.py`: invisible characters, accents, homoglyphs,
   leetspeak, spacing and stretched letters undone; case-folded){extra_input}.
   Output: `probabilities[:, 1]`, the `{score}` score in [0, 1].
+  The graph skl2onnx wrote is rewritten for onnxruntime's speed (`faster` in the script:
+  idf folded into the vectorizer, L2 by `LpNormalization`); the scores are unchanged.
 - **Data**: {data}. {rows} distinct texts ({positives} positive); duplicates removed
   before the split so none crosses it.{augmented}
 - **Held-out split**: 20 % stratified ({heldout_rows} texts, sha256 of the
