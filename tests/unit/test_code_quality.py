@@ -22,3 +22,10 @@ def test_ruff_finds_nothing() -> None:
 def test_mypy_strict_is_clean_on_every_package() -> None:
     res = _run(str(BIN / "mypy"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # tests/ has no __init__.py: pytest imports test modules by basename, and two files
+    # of one name in unit/ and integration/ stop the whole collection.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
