@@ -69,6 +69,7 @@ DRILLS = ("kill_worker", "kill_gateway", "restart_kafka", "restart_redis", "stop
 class DrillResult:
     drill: str
     acked: int = 0
+    not_acked: int = 0  # sent, never acknowledged by Kafka: a poster got an error, not lost
     persisted: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -243,6 +244,7 @@ async def run_drill(
     if load.result is None:
         raise RuntimeError("the load generator did not finish")
     acked = load.result.acked
+    result.not_acked = load.result.failed + load.result.unresolved
     report = await asyncio.to_thread(
         wait_until_persisted,
         settings,

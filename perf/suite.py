@@ -184,6 +184,13 @@ def write_summary(
             for drill, m in metrics.items():
                 cells = ", ".join(f"{k} {_fmt(m.get(k))}" for k in DRILL_METRICS)
                 lines.append(f"| drills: {drill} | {cells} | {m.get('seconds', '')} |")
+            verdict = "ok" if data.get("ok") else "**not ok**"
+            if data.get("aborted"):
+                verdict += ", aborted: another process used the stack"
+            lines.append(
+                f"| drills (all) | {len(metrics)} drills, {verdict} | "
+                f"{_seconds(seconds.get(name), quick)} |"
+            )
             continue
         cells = ", ".join(
             f"{k} {_fmt(metrics.get(k))}" for k in KEY_METRICS.get(str(data.get("bench")), ())
