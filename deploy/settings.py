@@ -152,6 +152,10 @@ class Settings(BaseSettings):
         30.0, description="a viewer still overflowing its queue after this long is disconnected"
     )
     gateway_backlog: int = Field(50, description="comments sent on a join without `since`")
+    gateway_redis_connections: int = Field(
+        256,
+        description="Redis connections per gateway; joins beyond wait (20 s, then `unavailable`)",
+    )
     gateway_recovery_max: int = Field(
         5000, description="most comments one resume sends; more are fetched by joining again"
     )

@@ -197,9 +197,13 @@ class Gateway:
 
         s = self.settings
         # Bounded and blocking: a flood of joins waits for a connection instead of
-        # opening thousands (Redis refuses past maxclients; the pool raised).
+        # opening thousands (Redis refuses past maxclients; the pool raised). 64 ran dry
+        # in the drills' reconnect storms (hundreds of joins answered `unavailable`).
         pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_address, max_connections=64, timeout=20, socket_timeout=10
+            s.redis_address,
+            max_connections=s.gateway_redis_connections,
+            timeout=20,
+            socket_timeout=10,
         )
         self.redis = aioredis.Redis(connection_pool=pool)
         await self.redis.ping()
