@@ -42,27 +42,35 @@ def topics(settings: Settings, progress: Progress) -> None:
 
 
 def tables(settings: Settings, progress: Progress) -> None:
-    from cassandra.cluster import Cluster, NoHostAvailable
+    from cassandra.cluster import Cluster, NoHostAvailable, Session
 
     from connectors.cassandra_schema import apply
 
-    cluster = Cluster(
-        settings.cassandra_contact_points,
-        port=settings.cassandra_port,
-        protocol_version=5,
-        connect_timeout=30,
-    )
-    try:
+    def connected() -> tuple[Cluster, Session]:
         # A node that just said "ready" on a loaded machine may still time out the
-        # driver's first connection: try a few times before calling it a failure.
+        # driver's first connection: try a few times before calling it a failure. A
+        # Cluster whose connect failed is shut down for good: each try gets a new one.
         for attempt in range(4):
+            cluster = Cluster(
+                settings.cassandra_contact_points,
+                port=settings.cassandra_port,
+                protocol_version=5,
+                connect_timeout=30,
+            )
             try:
-                session = cluster.connect()
-                break
+                return cluster, cluster.connect()
             except NoHostAvailable:
+                cluster.shutdown()
                 if attempt == 3:
                     raise
                 time.sleep(5)
+        raise AssertionError("unreachable")
+
+    try:
+        cluster, session = connected()
+    except Exception as e:
+        raise StackError("cassandra", f"connecting to apply deploy/cql failed: {e}") from e
+    try:
         n = apply(session, settings.cassandra_keyspace, settings.cassandra_replication)
     except Exception as e:
         raise StackError("cassandra", f"applying deploy/cql failed: {e}") from e
