@@ -95,6 +95,40 @@ def start_worker(settings: Settings, index: int, env: dict[str, str] | None = No
     return Worker(index, proc, log)
 
 
+def wait_state_applied(settings: Settings, workers: list[Worker], timeout_s: float = 60.0) -> None:
+    """Until every worker has applied everything written to events.settings and
+    users.profiles so far (a ban or a hide written a moment ago is in effect)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from connectors.topics import EVENTS_SETTINGS, USERS_PROFILES
+
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "probe"})
+    try:
+        ends: dict[str, int] = {}
+        for topic in (EVENTS_SETTINGS, USERS_PROFILES):
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                ends[f"{topic}/{p}"] = high
+    finally:
+        consumer.close()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        behind = False
+        for w in workers:
+            h = w.health(settings) or {}
+            applied = h.get("state_offsets")
+            if not isinstance(applied, dict) or any(
+                end > 0 and int(applied.get(key, 0)) < end for key, end in ends.items()
+            ):
+                behind = True
+                break
+        if not behind:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"workers did not apply the state topics up to {ends} in {timeout_s}s")
+
+
 def wait_assigned(
     settings: Settings, workers: list[Worker], partitions: int, timeout_s: float = 120.0
 ) -> None:

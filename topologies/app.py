@@ -230,6 +230,9 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
                 "assigned": assigned,
                 "events": len(rt.state.events) if rt.state else 0,
                 "users": len(rt.state.users) if rt.state else 0,
+                # How far the events' and users' state is applied: a change written to
+                # those topics is in effect here once these pass its offset.
+                "state_offsets": dict(rt.state.applied) if rt.state else {},
             }
         )
 

@@ -32,6 +32,9 @@ class GlobalState:
         self.events: dict[str, LiveEvent] = {}
         self.users: dict[str, UserProfile] = {}
         self.ready = asyncio.Event()
+        # Next offset to apply per partition ("users.profiles/0" → 42): how far this
+        # process's view goes (the worker's /healthz shows it).
+        self.applied: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -120,6 +123,8 @@ class GlobalState:
             for tp, records in batches.items():
                 for record in records:
                     self._apply(tp.topic, record.key, record.value)
+                if records:
+                    self.applied[f"{tp.topic}/{tp.partition}"] = records[-1].offset + 1
                 if tp in pending and records and records[-1].offset + 1 >= ends[tp]:
                     pending.discard(tp)
             if pending and not batches:

@@ -21,7 +21,7 @@ from test_api import ApiProcess, bearer, error_code, start_api
 from connectors.cassandra_store import CommentStore
 from connectors.state_writer import StateWriter
 from deploy.settings import Settings
-from perf.processes import Worker, start_worker, wait_assigned
+from perf.processes import Worker, start_worker, wait_assigned, wait_state_applied
 from schemas.codec import AvroCodec
 from schemas.records import UserProfile
 
@@ -310,6 +310,7 @@ def test_a_hidden_users_comments_are_never_on_history_pages(
     shady = new_user("shady")
     r = http.post(f"/v1/users/{shady}/hide", headers=mod)
     assert r.status_code == 202 and r.json()["hidden"] is True
+    wait_state_applied(settings, pipeline)  # the workers have the hide
     shadow = post(http, settings, event_id, shady, "buy followers at my site")
     assert shadow.status_code == 202, shadow.text  # a hidden user is not told
     marker = http.post(f"/v1/events/{event_id}/comments", json={"text": "after"}, headers=mod)

@@ -33,7 +33,7 @@ from test_gateway import (  # fixtures too: the gateway tests' workers, gateways
 )
 
 from deploy.settings import Settings
-from perf.processes import Worker
+from perf.processes import Worker, wait_state_applied
 
 __all__ = ["gateways", "new_event", "pipeline", "writer"]  # fixtures used by name
 
@@ -68,8 +68,8 @@ def test_a_hidden_users_comment_reaches_only_their_own_connections_live_and_in_b
         done = await moderate(mod, "hide", user_id=hidden)
         assert done["type"] == "moderated", done
         assert done["result"]["hidden"] is True
-        # The workers follow users.profiles too; give them a moment to read the change.
-        await asyncio.sleep(3)
+        # The workers follow users.profiles too: wait until they have applied the change.
+        await asyncio.to_thread(wait_state_applied, settings, pipeline)
 
         author = await Client.open(gateways[0].url, token(settings, hidden))
         author_elsewhere = await Client.open(gateways[1].url, token(settings, hidden))
