@@ -59,6 +59,8 @@ def test_drills_refuse_a_stack_a_foreign_process_is_connected_to(settings: Setti
     # `setsid -f` forks and its parent exits at once: the client is re-parented, no
     # longer a descendant of this process — as a process of another session would be.
     marker = f"fence-probe-{os.getpid()}"
+    # The probe's sleep is its lifetime, not a wait: it holds a Redis connection until
+    # the test kills it (at once, below), and ends by itself if the test dies first.
     client = (
         "import socket, time; "
         f"s = socket.create_connection(({settings.host!r}, {settings.redis_port})); "
