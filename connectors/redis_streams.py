@@ -29,7 +29,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from deploy.settings import Settings
@@ -44,6 +44,12 @@ if top[1] then ms = string.match(top[1][1], '^(%d+)-') end
 return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ms .. '-*', 'type', 'retract',
                   'data', ARGV[2])
 """
+
+
+class RedisRestarted(RedisError):
+    """A new connection reached a different Redis run (a restart): the command it was
+    opened for is not sent; the caller retries after verifying its streams. Not a
+    ``ConnectionError``, so the client's own retry does not resend it blindly."""
 
 
 def stream_key(event_id: str) -> str:
@@ -103,7 +109,9 @@ class LiveStreams:
             settings.redis_address,
             socket_timeout=10,
             health_check_interval=10,
+            redis_connect_func=self._connected,
         )
+
         self._maxlen = settings.redis_stream_maxlen
         self._retry_max_s = retry_max_s
         # Last position this process wrote per event: the yardstick for noticing that
@@ -116,6 +124,35 @@ class LiveStreams:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    async def _connected(self, connection: Any) -> None:
+        """Every new connection checks the server's run id before carrying a command.
+
+        A restarted Redis (maybe empty) is only reached through a new connection, so
+        this replaces an INFO round trip per batch. If the server changed, the command
+        the connection was opened for fails (a retried write), and the retry verifies
+        every stream this process wrote before writing again (:meth:`append`).
+        """
+        await connection.on_connect()
+        await connection.send_command("INFO", "server")
+        info = await connection.read_response()
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        run_id = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in text.splitlines()
+                if line.startswith("run_id:")
+            ),
+            None,
+        )
+        if run_id is None:
+            return
+        if self._run_id is not None and run_id != self._run_id:
+            log.warning("redis restarted (run id changed); verifying streams before writing")
+            self._run_id = run_id
+            self._verify.update(self._written)
+            raise RedisRestarted("redis restarted: streams are verified before writing")
+        self._run_id = run_id
 
     async def _check_server(self) -> None:
         """A new Redis run id means a restart: verify every stream we know before writing."""
@@ -135,11 +172,15 @@ class LiveStreams:
                 return await fn()
             except asyncio.CancelledError:
                 raise
+            except RedisRestarted:
+                continue  # _connected filled _verify: the next attempt verifies first
             except (RedisConnectionError, RedisTimeoutError, OSError) as e:
                 log.warning("redis %s failed (%s); retrying in %.2fs", what, e, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max_s)
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                with contextlib.suppress(
+                    RedisConnectionError, RedisTimeoutError, RedisRestarted, OSError
+                ):
                     await self._check_server()
 
     async def append(self, comments: Sequence[CommentPublished]) -> int:
@@ -186,9 +227,9 @@ class LiveStreams:
 
     def _verify_lost_history_for(self, comments: Sequence[CommentPublished]) -> Any:
         async def verify() -> None:
-            # One INFO per batch: a restart between two batches must not go unnoticed (the
-            # client reconnects silently, and a worker that was idle saw no error).
-            await self._check_server()
+            # A restart between two batches must not go unnoticed (the client reconnects
+            # silently, and a worker that was idle saw no error): ``_connected`` checks
+            # the run id of every new connection and fills ``_verify``.
             if not self._verify:
                 return
             for event_id in {c.event_id for c in comments} & self._verify:

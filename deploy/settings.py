@@ -94,12 +94,19 @@ class Settings(BaseSettings):
         10.0, description="a worker silent this long loses its partitions to the others"
     )
     batch_max: int = Field(500, description="largest batch a worker takes from a partition")
-    batch_within_s: float = Field(0.01, description="longest a worker waits to fill a batch")
     max_poll_records: int = Field(1000, description="Kafka records fetched per poll")
     fetch_max_wait_ms: int = Field(
         20, description="longest the broker holds a worker's fetch when there is no data"
     )
     analytics_lateness_ms: int = Field(2000, description="how late a record may join its window")
+    producer_linger_ms: int = Field(
+        1, description="how long a producer of the project waits to fill a batch (librdkafka)"
+    )
+    worker_history_replay: int = Field(
+        5000,
+        description="records of a partition's recent past a worker re-reads when it takes "
+        "the partition over (users' recent posts: rate limit, slow mode, duplicates, strikes)",
+    )
 
     comment_max_chars: int = Field(500, description="longest comment text accepted")
     posts_per_minute: int = Field(60, description="posts per user per minute")

@@ -21,27 +21,25 @@ each partition in order (Faust issues #606, #517, #323).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError
-from faust.streams import _current_event
 from prometheus_client import generate_latest
 
 from connectors import topics as T
 from connectors.cassandra_store import CommentStore
 from connectors.kafka_producer import OutputProducer
+from connectors.kafka_reader import read_range
 from connectors.redis_streams import LiveStreams
 from deploy.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError, RegistryError
 from schemas.records import CommentRetracted, CommentSubmitted, RetractionScope
+from topologies import faust_compat as compat
 from topologies import metrics as M
 from topologies.moderation.engine import build as build_engine
 from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
@@ -54,74 +52,13 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry ca
 
 _STATE_LAG_REASONS = frozenset({"unknown_event", "event_not_live"})
 
+Message = Any  # faust.types.Message: a record as Faust's consumer fetched it
 Event = Any  # faust.types.EventT: Faust's generics do not type-check usefully
 
 
-def _short_fetch_wait(max_wait_ms: int) -> None:
-    """Faust creates its aiokafka consumer with fetch_max_wait_ms=1500, fixed.
-
-    aiokafka leaves a partition with unconsumed buffered records out of the next fetch;
-    if the partitions left in it are idle, the broker holds that fetch for the whole
-    wait, and the busy partition's new records wait with it: a 1.5 s stall, measured as
-    p99 submit → live of ~1.6 s with two workers. A short wait bounds the stall.
-    """
-    from faust.transport.drivers import aiokafka as driver
-
-    original = driver.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(original, "_livecomments", False):
-        return
-
-    def create(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms  # read by consumer.start()
-        return consumer
-
-    create._livecomments = True  # type: ignore[attr-defined]
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
-
-
-class _ReadOffsets(dict[Any, Any]):
-    """Faust's per-partition "read offset", blind for the topics we guard.
-
-    Faust's fetch loop drops every record whose offset is below the partition's read
-    offset, and counts a jump above it as a gap that it acknowledges by itself. Both
-    trust the read offset, which goes stale across a rebalance: a record delivered to a
-    stream buffer that the rebalance then cleared still moved it forward, and the
-    records re-fetched from the committed offset were dropped silently, or a gap was
-    committed. That was the kill -9 drill's loss (1,000 records dropped, 591 comments
-    lost in one run). Our processing is idempotent and in offset order per partition,
-    so a re-delivered record is harmless and a skipped one is not: for our topics the
-    read offset reads as unknown, which delivers everything and never invents a gap.
-    """
-
-    def __init__(self, topics: frozenset[str]) -> None:
-        super().__init__()
-        self._topics = topics
-
-    def __getitem__(self, tp: Any) -> Any:
-        if tp.topic in self._topics:
-            return None
-        return self.get(tp)
-
-
-def _guard_read_offsets(topics: frozenset[str]) -> None:
-    from faust.transport.drivers import aiokafka as driver
-
-    original = driver.Consumer.__init__
-    if getattr(original, "_livecomments", False):
-        return
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self._read_offset = _ReadOffsets(topics)
-
-    init._livecomments = True  # type: ignore[attr-defined]
-    driver.Consumer.__init__ = init  # type: ignore[method-assign]
-
-
 def build(settings: Settings, worker_index: int = 0) -> faust.App:
-    _short_fetch_wait(settings.fetch_max_wait_ms)
-    _guard_read_offsets(frozenset({T.COMMENTS_SUBMITTED, T.COMMENTS_RETRACTED}))
+    compat.short_fetch_wait(settings.fetch_max_wait_ms)
+    compat.guard_read_offsets(frozenset({T.COMMENTS_SUBMITTED, T.COMMENTS_RETRACTED}))
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(",")],
@@ -133,9 +70,6 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
         broker_max_poll_records=settings.max_poll_records,
         # A new group (first deployment) starts from the beginning of every topic.
         consumer_auto_offset_reset="earliest",
-        # Standby copies (Faust's default, 1) stay: without them a worker taking over a
-        # dead one's partitions must recover its tables from scratch, and that recovery
-        # stalled in the kill -9 drill (partition never processed again).
         consumer_group_instance_id=(
             f"{settings.app_id}-worker-{worker_index}"
             if settings.worker_static_membership
@@ -158,19 +92,18 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
     # Outputs (comments.published, moderation.events, comments.rejected, analytics.events)
     # go through Runtime.producer: see connectors/kafka_producer.py.
 
-    # Partitioned state, co-partitioned with comments.submitted (written while processing
-    # a record of the same partition): what each user posted in each event lately, the
-    # last published positions of each event, and each partition's epoch.
-    histories = app.Table(
-        "user-in-event",
-        default=list,
-        partitions=settings.partitions_comments,
+    # comments.submitted reaches the comments agent in whole fetches, not record by
+    # record (topologies/faust_compat.py, batch_intake): Faust's per-record stream
+    # machinery cost more than the rest of the pipeline's per-comment work.
+    intake = compat.batch_intake(
+        compat.BatchIntake(
+            T.COMMENTS_SUBMITTED, max_batch=settings.batch_max, high_water=4 * settings.batch_max
+        )
     )
-    heads = app.Table(
-        "event-heads",
-        default=list,
-        partitions=settings.partitions_comments,
-    )
+    # Each partition's epoch (co-partitioned with comments.submitted). What else a worker
+    # knows of a partition (the events' last positions, users' recent posts) lives in
+    # memory and is rebuilt when it takes the partition over (Runtime.take_over): a
+    # changelog record per comment, and its standby copy, cost more than the rebuild.
     epochs = app.Table(
         "partition-epochs",
         default=int,
@@ -181,12 +114,13 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
 
     @app.agent(submitted, concurrency=1)
     async def comments(stream: Any) -> None:
+        # The stream itself stays idle: its records come through the intake.
         await rt.started()
-        async for events in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            batch = await rt.contiguous(events)
+        async for messages in intake.batches():
+            batch = await rt.contiguous(messages, intake)
             if batch:
-                await until_done("comments", rt.process, batch, histories, heads, epochs)
-                await ack_all(stream, batch)
+                await until_done("comments", rt.process, batch, epochs)
+                intake.ack(batch)
 
     @app.agent(retracted, concurrency=1)
     async def retractions(stream: Any) -> None:
@@ -195,9 +129,15 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
             await until_done("retractions", rt.retract, events)
             await ack_all(stream, events)
 
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked = args[0] if args else kwargs.get("revoked", set())
+        intake.drop_partitions(lambda tp: tp not in revoked)
+
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         assigned = args[0] if args else kwargs.get("assigned", set())
+        intake.drop_partitions(lambda tp: tp in assigned)
         rt.keep_partitions({tp.partition for tp in assigned if tp.topic == T.COMMENTS_SUBMITTED})
 
     @app.timer(1.0)
@@ -271,19 +211,22 @@ async def until_done(name: str, fn: Any, *args: Any) -> None:
             delay = min(delay * 2, 10.0)
 
 
-@contextlib.contextmanager
-def _as_current(event: Event) -> Iterator[None]:
-    """Make ``event`` Faust's current event, so table writes go to its partition.
+class PartitionMemory:
+    """What a worker keeps in memory about one partition it owns.
 
-    ``take_events`` hands a whole batch to the agent; Faust only knows "the current
-    event" while iterating one by one, and a table write needs it to pick the changelog
-    partition. This sets it for a write on behalf of a record of the batch.
+    ``heads``: each event's last published positions (``previous_position``);
+    ``histories``: each user's recent posts in each event (rate limit, slow mode,
+    duplicates, strikes). Both are rebuilt when the partition is taken over: heads from
+    Cassandra, one query per event on its first comment (every comment before the
+    resume offset is there: a batch is acknowledged after Cassandra has it); histories
+    by re-reading the partition's recent past (``worker_history_replay`` records).
     """
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+
+    __slots__ = ("heads", "histories")
+
+    def __init__(self) -> None:
+        self.heads: dict[str, tuple[int, ...]] = {}
+        self.histories: dict[str, tuple[Post, ...]] = {}
 
 
 class Runtime:
@@ -301,9 +244,9 @@ class Runtime:
         self.windows = Windows(lateness_ms=settings.analytics_lateness_ms)
         self._counted: dict[int, int] = {}  # partition → last offset counted in windows
         self._next_offset: dict[int, int] = {}  # partition → offset expected next
-        self._restarted: set[int] = set()  # partitions that did not continue where we left
         self._holes: dict[int, int] = {}  # partition → offset last sought back to
-        self._heads_checked: dict[int, set[str]] = {}  # events whose heads are verified
+        self._memory: dict[int, PartitionMemory] = {}  # partition → what we know of it
+        self._taken_over: set[int] = set()  # partitions whose memory must be rebuilt
         self._ready: asyncio.Event | None = None
         self._starting: asyncio.Task[None] | None = None
         self.codec: AvroCodec | None = None
@@ -314,40 +257,39 @@ class Runtime:
 
     def keep_partitions(self, partitions: set[int]) -> None:
         """Forget what we knew of partitions another worker owns now (after a rebalance)."""
-        for known in (self._next_offset, self._heads_checked):
+        for known in (self._next_offset, self._memory):
             for partition in set(known) - partitions:
                 del known[partition]
-        self._restarted &= partitions
+        self._taken_over &= partitions
 
-    async def contiguous(self, events: Sequence[Event]) -> list[Event]:
+    async def contiguous(self, messages: Sequence[Message], intake: Any) -> list[Message]:
         """The batch without the records that come after a skipped offset.
 
         Offsets of our topics are contiguous, so within a partition a record must follow
         the one processed before it, or the offset we resumed from. Records past a hole
-        are left out unacknowledged and the partition is sought back to the hole: they
-        come again, in order. Going back (a re-delivery) is fine: processing is
-        idempotent. Faust's fetcher was seen handing out such holes around rebalances.
+        are left out and the partition is sought back to the hole: they come again, in
+        order. Going back (a re-delivery) is fine: processing is idempotent. Faust's
+        fetcher was seen handing out such holes around rebalances. The records kept are
+        tracked by the consumer at once (a rebalance waits for their acknowledgement).
         """
-        # Faust's own record of the offsets it resumed from / committed (next to read).
-        committed: dict[Any, int | None] = getattr(self.app.consumer, "_committed_offset", {})
-        keep: list[Event] = []
+        consumer = self.app.consumer
+        keep: list[Message] = []
         holes: dict[Any, int] = {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
+        for message in messages:
+            tp, offset = message.tp, message.offset
             if tp in holes:
                 continue
             partition = tp.partition
             expected = self._next_offset.get(partition)
-            if expected is None:  # first batch of this assignment: always verify heads
-                self._restarted.add(partition)
-                expected = committed.get(tp)
+            if expected is None:  # first batch of this assignment: rebuild our memory
+                self._taken_over.add(partition)
+                expected = compat.committed_offset(consumer, tp)
             if expected is not None and offset > expected:
                 holes[tp] = expected
                 continue
-            if offset != expected:
-                self._restarted.add(partition)
             self._next_offset[partition] = offset + 1
-            keep.append(event)
+            keep.append(message)
+        intake.track(keep)
         for tp, expected in holes.items():
             # Records already buffered past the hole keep coming until the seek lands:
             # report each hole once.
@@ -360,7 +302,7 @@ class Runtime:
                     expected,
                 )
                 M.offset_jumps.labels(str(tp.partition)).inc()
-            await self.app.consumer.seek(tp, expected)
+            await consumer.seek(tp, expected)
         return keep
 
     def is_started(self) -> bool:
@@ -404,59 +346,68 @@ class Runtime:
         assert self._ready is not None
         self._ready.set()
 
-    def _decode(self, event: Event) -> Incoming:
-        msg = event.message
-        raw: bytes = msg.value if isinstance(msg.value, bytes) else b""
+    def _decode(self, topic: str, partition: int, offset: int, raw: bytes | None) -> Incoming:
+        raw = raw if isinstance(raw, bytes) else b""
         assert self.codec is not None
         try:
             comment = self.codec.decode_as(raw, CommentSubmitted)
-            return Incoming(msg.topic, msg.partition, msg.offset, raw, comment)
+            return Incoming(topic, partition, offset, raw, comment)
         except CodecError as e:
-            return Incoming(msg.topic, msg.partition, msg.offset, raw, None, e.code, str(e))
+            return Incoming(topic, partition, offset, raw, None, e.code, str(e))
         except RegistryError as e:
             if e.code == "registry_unreachable":
                 raise  # transient: _decode_all waits for the registry
             # The registry answered, and not with a schema: this record is poison.
-            return Incoming(msg.topic, msg.partition, msg.offset, raw, None, e.code, str(e))
+            return Incoming(topic, partition, offset, raw, None, e.code, str(e))
 
-    async def process(
-        self,
-        events: Sequence[Event],
-        histories: Any,
-        heads: Any,
-        epochs: Any,
-    ) -> None:
+    def _memory_of(self, partition: int) -> PartitionMemory:
+        memory = self._memory.get(partition)
+        if memory is None:
+            memory = self._memory[partition] = PartitionMemory()
+        return memory
+
+    async def process(self, messages: Sequence[Message], epochs: Any) -> None:
         assert self.codec and self.store and self.streams
         t0 = time.perf_counter()
-        M.batch_size.observe(len(events))
-        wall = time.time()
-        for e in events:
-            M.record_age_seconds.observe(max(0.0, wall - e.message.timestamp))
-        M.records_in.labels("decode").inc(len(events))
-        items = await self._decode_all(events)
-        last_event = {e.message.partition: e for e in events}
+        M.batch_size.observe(len(messages))
+        M.record_age_seconds.observe(max(0.0, time.time() - messages[0].timestamp))
+        M.records_in.labels("decode").inc(len(messages))
+        items = await self._decode_all(messages)
+        last_message = {m.partition: m for m in messages}
+        for partition in self._taken_over & set(last_message):
+            await self._take_over(
+                partition, min(i.offset for i in items if i.partition == partition)
+            )
+        self._taken_over -= set(last_message)
 
         def partition_epoch(partition: int) -> int:
             epoch = int(epochs.get(f"p{partition}") or 0)
             if epoch == 0:
                 epoch = int(time.time() * 1000)
-                with _as_current(last_event[partition]):
+                with compat.as_current(compat.MessageEvent(last_message[partition])):
                     epochs[f"p{partition}"] = epoch
             return epoch
 
-        batch_epochs = {p: partition_epoch(p) for p in last_event}
-        known_heads = await self._heads_after_discontinuity(items)
+        batch_epochs = {p: partition_epoch(p) for p in last_message}
+        partition_of_event = {
+            i.comment.event_id: i.partition for i in items if i.comment is not None
+        }
+        await self._load_heads(items)
         reviews = await self._claim_reviews(items)
         now_ms = int(time.time() * 1000)
         t1 = time.perf_counter()
+        memory = self._memory_of
 
         def make_plan() -> BatchPlan:
             return self.processor.plan(
                 items,
                 events=self.state.event,
                 users=self.state.user,
-                history=lambda k: tuple(Post(*p) for p in histories.get(k) or ()),
-                heads=lambda e: known_heads[e] if e in known_heads else tuple(heads.get(e) or ()),
+                # History keys are "event_id\x1fuser_id" (topologies/pipeline.py).
+                history=lambda k: (
+                    memory(partition_of_event[k.partition("\x1f")[0]]).histories.get(k) or ()
+                ),
+                heads=lambda e: memory(partition_of_event[e]).heads.get(e, ()),
                 epochs=batch_epochs.__getitem__,
                 now_ms=now_ms,
                 reviews=reviews,
@@ -474,7 +425,7 @@ class Runtime:
 
         async def publish() -> None:
             ts = time.perf_counter()
-            await self._produce(plan)
+            await self._produce_all(plan)
             M.stage_latency.labels("publish").observe(time.perf_counter() - ts)
 
         async def persist() -> None:
@@ -500,7 +451,9 @@ class Runtime:
                 M.submit_to_live_seconds.observe(max(0.0, live_ms - c.submitted_at) / 1000)
 
         # The three tiers are written at once; the batch is acknowledged when all three
-        # have it, so their order does not matter (each write is idempotent).
+        # have it, so their order does not matter (each write is idempotent). Viewers may
+        # see a comment (Redis) a few ms before Kafka and Cassandra acknowledged it: if
+        # the worker dies then, the batch is processed again to the same positions.
         tiers = [publish()]
         if plan.published:
             tiers += [persist(), fanout()]
@@ -508,16 +461,11 @@ class Runtime:
             tiers.append(hold())
         await asyncio.gather(*tiers)
 
-        self._heads_verified(items, known_heads)
-        # State last: if we crash before this, the replay recomputes the same state.
+        # Memory last: if we crash before this, the replay recomputes the same state.
         for key, history in plan.histories.items():
-            with _as_current(last_event[plan.partition_of[key]]):
-                histories[key] = [
-                    [p.offset, p.at_ms, p.comment_id, p.fingerprint, p.flagged] for p in history
-                ]
+            memory(plan.partition_of[key]).histories[key] = history
         for event_id, positions in plan.heads.items():
-            with _as_current(last_event[plan.partition_of[event_id]]):
-                heads[event_id] = list(positions)
+            memory(plan.partition_of[event_id]).heads[event_id] = positions
 
         for o in plan.outcomes:
             # A rebalance re-delivers what was not committed: count each offset once.
@@ -527,12 +475,60 @@ class Runtime:
             self.windows.add(o.event_id, o.at_ms, o.user_id, o.language, o.outcome)
         for m in plan.moderated:
             M.observe_moderation_latency(max(0, m.moderated_at - m.submitted_at) / 1000)
-            M.records_out.labels("moderate", m.decision.value).inc()
+        decisions: dict[str, int] = {}
+        for m in plan.moderated:
+            decisions[m.decision.value] = decisions.get(m.decision.value, 0) + 1
+        for decision, count in decisions.items():
+            M.records_out.labels("moderate", decision).inc(count)
         for r in plan.rejected:
             M.dead_letters.labels(r.reason).inc()
             M.records_out.labels(r.stage, "rejected").inc()
         M.records_out.labels("publish", "published").inc(len(plan.published))
         M.stage_latency.labels("batch").observe(time.perf_counter() - t0)
+
+    async def _take_over(self, partition: int, resume_offset: int) -> None:
+        """Rebuild what we keep in memory of ``partition`` before processing it from
+        ``resume_offset``: heads come from Cassandra on demand (:meth:`_load_heads`);
+        users' recent posts from the partition's own recent past, run through the same
+        stages (decisions and strikes included) without producing anything."""
+        started = time.perf_counter()
+        self._memory[partition] = memory = PartitionMemory()
+        span = self.settings.worker_history_replay
+        if span <= 0 or resume_offset <= 0:
+            return
+        records = await asyncio.to_thread(
+            read_range,
+            self.settings,
+            T.COMMENTS_SUBMITTED,
+            partition,
+            max(0, resume_offset - span),
+            resume_offset,
+        )
+        items = [
+            self._decode(T.COMMENTS_SUBMITTED, partition, offset, value)
+            for offset, value, _ts in records
+        ]
+        now_ms = int(time.time() * 1000)
+        for start in range(0, len(items), self.settings.batch_max):
+            chunk = items[start : start + self.settings.batch_max]
+            plan = self.processor.plan(
+                chunk,
+                events=self.state.event,
+                users=self.state.user,
+                history=lambda k: memory.histories.get(k) or (),
+                heads=lambda e: (),
+                epochs=lambda p: 0,
+                now_ms=now_ms,
+            )
+            memory.histories.update(plan.histories)
+        log.info(
+            "took over %s[%d] at offset %d: %d recent records re-read in %.2fs",
+            T.COMMENTS_SUBMITTED,
+            partition,
+            resume_offset,
+            len(items),
+            time.perf_counter() - started,
+        )
 
     async def _claim_reviews(self, items: list[Incoming]) -> dict[int, Any]:
         """For each moderator's review record of the batch, the held comment it decides
@@ -546,41 +542,29 @@ class Runtime:
                 M.records_out.labels("review", outcome).inc()
         return claimed
 
-    async def _heads_after_discontinuity(self, items: list[Incoming]) -> dict[str, tuple[int, ...]]:
-        """Heads from Cassandra for events of partitions that did not continue where we left.
-
-        Faust commits offsets before the table changelog it wrote is flushed, so after a
-        takeover or a replay the ``event-heads`` table can be older than the offsets, and
-        previous_position would skip comments. Cassandra holds every comment written
-        before the replay point, so "the event's last comment before this one" is exact
-        there; it is asked once per event per discontinuity (see ``_heads_verified``).
-        """
+    async def _load_heads(self, items: list[Incoming]) -> None:
+        """Heads from Cassandra for events this worker has not seen since it took their
+        partition over: "the event's last public comment before this one" is exact
+        there (every comment before the resume offset was persisted before its offset
+        was committed). Asked once per event per takeover."""
         assert self.store
-        for partition in self._restarted:
-            self._heads_checked[partition] = set()
-        self._restarted.clear()
-        result: dict[str, tuple[int, ...]] = {}
+        asked: set[str] = set()
         for item in items:
-            if item.comment is None or item.comment.event_id in result:
+            comment = item.comment
+            if comment is None or comment.event_id in asked:
                 continue
-            checked = self._heads_checked.get(item.partition)
-            if checked is None or item.comment.event_id in checked:
+            asked.add(comment.event_id)
+            memory = self._memory_of(item.partition)
+            if comment.event_id in memory.heads:
                 continue
-            previous = await self.store.previous_position(item.comment.event_id, item.offset)
-            result[item.comment.event_id] = () if previous is None else (previous,)
-        return result
+            previous = await self.store.previous_position(comment.event_id, item.offset)
+            memory.heads[comment.event_id] = () if previous is None else (previous,)
 
-    def _heads_verified(self, items: list[Incoming], known: dict[str, tuple[int, ...]]) -> None:
-        # Only once the batch is done: a retried batch must ask Cassandra again.
-        for item in items:
-            if item.comment is not None and item.comment.event_id in known:
-                self._heads_checked.setdefault(item.partition, set()).add(item.comment.event_id)
-
-    async def _decode_all(self, events: Sequence[Event]) -> list[Incoming]:
+    async def _decode_all(self, messages: Sequence[Message]) -> list[Incoming]:
         delay = 0.1
         while True:
             try:
-                return [self._decode(e) for e in events]
+                return [self._decode(m.topic, m.partition, m.offset, m.value) for m in messages]
             except RegistryError as e:  # an unseen schema id and no registry: transient
                 log.warning("registry unavailable while decoding (%s); retrying", e)
                 await asyncio.sleep(delay)
@@ -594,39 +578,29 @@ class Runtime:
             plan.published[index] = replace(c, previous_position=previous)
             assert previous != UNKNOWN
 
-    async def _produce(self, plan: BatchPlan) -> None:
-        try:
-            await self._produce_all(plan)
-        except KafkaError as e:
-            # An idempotent producer that lost its sequence (the broker restarted,
-            # OutOfOrderSequenceNumber) stays broken: retrying the batch through it
-            # fails forever. A new producer (a new producer id) lets the retry through.
-            log.warning("producing the batch failed (%r); reopening the producer", e)
-            assert self.producer
-            await self.producer.reset()
-            raise
-
     async def _produce_all(self, plan: BatchPlan) -> None:
+        """Every record of the batch at once; acks=all for all of them before the batch
+        is acknowledged. A failure raises (the batch is retried; the producer replaced
+        itself if its error was fatal)."""
         assert self.codec and self.producer
-        enc, send = self.codec.encode, self.producer.send
-        futures = [
-            await send(
+        enc = self.codec.encode
+        records: list[tuple[str, bytes | None, bytes]] = [
+            (
                 T.COMMENTS_REJECTED,
                 r.event_id.encode() if r.event_id else None,
                 enc(T.COMMENTS_REJECTED, r),
             )
             for r in plan.rejected
         ]
-        futures += [
-            await send(T.MODERATION_EVENTS, m.user_id.encode(), enc(T.MODERATION_EVENTS, m))
+        records += [
+            (T.MODERATION_EVENTS, m.user_id.encode(), enc(T.MODERATION_EVENTS, m))
             for m in plan.moderated
         ]
-        futures += [
-            await send(T.COMMENTS_PUBLISHED, c.event_id.encode(), enc(T.COMMENTS_PUBLISHED, c))
+        records += [
+            (T.COMMENTS_PUBLISHED, c.event_id.encode(), enc(T.COMMENTS_PUBLISHED, c))
             for c in plan.published
         ]
-        # acks=all for every record of the batch before the sinks and the commit.
-        await asyncio.gather(*futures)
+        await self.producer.send_many(records)
 
     async def retract(self, events: Sequence[Event]) -> None:
         assert self.codec and self.store and self.streams
@@ -668,25 +642,24 @@ class Runtime:
         if self.codec is None or self.producer is None:
             return
         closed = self.windows.close(int(time.time() * 1000))
-        futures = []
         for w in closed:
             if w.window_s == 1:
                 M.comments_per_second_by_event.labels(w.event_id).set(w.comments)
-            futures.append(
-                await self.producer.send(
-                    T.ANALYTICS_EVENTS,
-                    w.event_type.encode(),
-                    self.codec.encode(T.ANALYTICS_EVENTS, w),
-                )
-            )
         M.refresh_moderation_p99()
-        await asyncio.gather(*futures)
+        encode = self.codec.encode
+        await self.producer.send_many(
+            (T.ANALYTICS_EVENTS, w.event_type.encode(), encode(T.ANALYTICS_EVENTS, w))
+            for w in closed
+        )
 
     def report_lag(self) -> None:
         consumer = self.app.consumer
-        read = getattr(consumer, "_read_offset", {})
         for tp in consumer.assignment():
             high = consumer.highwater(tp)
-            last = read.get(tp)
+            if tp.topic == T.COMMENTS_SUBMITTED:
+                following = self._next_offset.get(tp.partition)
+                last = None if following is None else following - 1
+            else:
+                last = compat.read_offset(consumer, tp)
             if high is not None and last is not None:
                 M.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - last - 1))
