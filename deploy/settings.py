@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         10.0, description="a worker silent this long loses its partitions to the others"
     )
     batch_max: int = Field(500, description="largest batch a worker takes from a partition")
+    batch_in_flight: int = Field(
+        4,
+        ge=1,
+        description="batches a worker writes at once while it prepares the next "
+        "(each tier takes them in order; acknowledged in order)",
+    )
     max_poll_records: int = Field(1000, description="Kafka records fetched per poll")
     fetch_max_wait_ms: int = Field(
         20, description="longest the broker holds a worker's fetch when there is no data"

@@ -46,6 +46,7 @@ from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
 from topologies.stages.analytics import Windows
 from topologies.stages.publish import UNKNOWN
 from topologies.stages.validate import Limits, Post
+from topologies.writer import BatchWriter, PreparedBatch, until_done
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call otherwise
@@ -116,11 +117,16 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
     async def comments(stream: Any) -> None:
         # The stream itself stays idle: its records come through the intake.
         await rt.started()
-        async for messages in intake.batches():
-            batch = await rt.contiguous(messages, intake)
-            if batch:
-                await until_done("comments", rt.process, batch, epochs)
-                intake.ack(batch)
+        # Batch N+1 is prepared while batch N is written; acks stay in order.
+        writer = BatchWriter(settings.batch_in_flight, intake.ack)
+        try:
+            async for messages in intake.batches():
+                batch = await rt.contiguous(messages, intake)
+                if batch:
+                    prepared = await until_done("comments", rt.prepare, batch, epochs)
+                    await writer.submit(batch, prepared)
+        finally:
+            writer.cancel()
 
     @app.agent(retracted, concurrency=1)
     async def retractions(stream: Any) -> None:
@@ -189,26 +195,6 @@ async def ack_all(stream: Any, events: Sequence[Event]) -> None:
     """
     for event in events:
         await stream.ack(event)
-
-
-async def until_done(name: str, fn: Any, *args: Any) -> None:
-    """Run one batch to completion, retrying in place; never let the batch be skipped.
-
-    Every step of a batch is idempotent, so running it again after any error is safe;
-    only cancellation (worker shutdown) leaves, and then nothing is acknowledged.
-    """
-    delay = 0.1
-    while True:
-        try:
-            await fn(*args)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s: batch failed; retrying it in %.1fs", name, delay)
-            M.batch_retries.labels(name).inc()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 class PartitionMemory:
@@ -366,7 +352,15 @@ class Runtime:
             memory = self._memory[partition] = PartitionMemory()
         return memory
 
-    async def process(self, messages: Sequence[Message], epochs: Any) -> None:
+    async def prepare(self, messages: Sequence[Message], epochs: Any) -> PreparedBatch:
+        """Plan a batch and remember what it changes; return its writes.
+
+        Memory (heads, users' recent posts) is updated here, before the writes, so the
+        next batch can be planned while this one is written (:class:`BatchWriter`): the
+        plan is data, and its writes are retried in place until they succeed, never
+        planned again. If the worker dies before they succeed, memory dies with it and
+        the next owner rebuilds it from the log.
+        """
         assert self.codec and self.store and self.streams
         t0 = time.perf_counter()
         M.batch_size.observe(len(messages))
@@ -423,50 +417,54 @@ class Runtime:
         M.stage_latency.labels("moderate").observe(plan.moderation_s)
         await self._resolve_unknown_previous(plan)
 
+        # Nothing below awaits or raises: the plan is final.
+        for key, history in plan.histories.items():
+            memory(plan.partition_of[key]).histories[key] = history
+        for event_id, positions in plan.heads.items():
+            memory(plan.partition_of[event_id]).heads[event_id] = positions
+        return PreparedBatch(tiers=self._writes(plan), finish=lambda: self._finish(plan, t0))
+
+    def _writes(self, plan: BatchPlan) -> list[tuple[str, Any]]:
+        """The batch's writes by tier. They run at once; the batch is acknowledged when
+        all have it, so their order does not matter (each write is idempotent). Viewers
+        may see a comment (Redis) a few ms before Kafka and Cassandra acknowledged it:
+        if the worker dies then, the batch is processed again to the same positions."""
+        store, streams = self.store, self.streams
+        assert store and streams
+
         async def publish() -> None:
             ts = time.perf_counter()
             await self._produce_all(plan)
             M.stage_latency.labels("publish").observe(time.perf_counter() - ts)
 
         async def persist() -> None:
-            assert self.store
             ts = time.perf_counter()
-            await self.store.upsert(plan.published)
+            await store.upsert(plan.published)
             M.stage_latency.labels("persist").observe(time.perf_counter() - ts)
 
         async def hold() -> None:
-            assert self.store
-            await self.store.hold(plan.held)
+            await store.hold(plan.held)
 
         async def fanout() -> None:
-            assert self.streams
             ts = time.perf_counter()
-            before = self.streams.epoch_changes
-            await self.streams.append(plan.published)
-            if self.streams.epoch_changes > before:
-                M.redis_epoch_changes.inc(self.streams.epoch_changes - before)
+            before = streams.epoch_changes
+            await streams.append(plan.published)
+            if streams.epoch_changes > before:
+                M.redis_epoch_changes.inc(streams.epoch_changes - before)
             M.stage_latency.labels("fanout").observe(time.perf_counter() - ts)
             live_ms = time.time() * 1000
             for c in plan.published:
                 M.submit_to_live_seconds.observe(max(0.0, live_ms - c.submitted_at) / 1000)
 
-        # The three tiers are written at once; the batch is acknowledged when all three
-        # have it, so their order does not matter (each write is idempotent). Viewers may
-        # see a comment (Redis) a few ms before Kafka and Cassandra acknowledged it: if
-        # the worker dies then, the batch is processed again to the same positions.
-        tiers = [publish()]
+        tiers: list[tuple[str, Any]] = [("publish", publish)]
         if plan.published:
-            tiers += [persist(), fanout()]
+            tiers += [("persist", persist), ("fanout", fanout)]
         if plan.held:
-            tiers.append(hold())
-        await asyncio.gather(*tiers)
+            tiers.append(("hold", hold))
+        return tiers
 
-        # Memory last: if we crash before this, the replay recomputes the same state.
-        for key, history in plan.histories.items():
-            memory(plan.partition_of[key]).histories[key] = history
-        for event_id, positions in plan.heads.items():
-            memory(plan.partition_of[event_id]).heads[event_id] = positions
-
+    def _finish(self, plan: BatchPlan, t0: float) -> None:
+        """After every tier has the batch: analytics and counters."""
         for o in plan.outcomes:
             # A rebalance re-delivers what was not committed: count each offset once.
             if o.offset <= self._counted.get(o.partition, -1):
