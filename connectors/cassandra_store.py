@@ -18,6 +18,8 @@ from typing import Any
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Cluster, ResponseFuture, Session
+from cassandra.cqltypes import DateType
+from cassandra.marshal import int64_pack
 from cassandra.policies import (
     DCAwareRoundRobinPolicy,
     ExponentialReconnectionPolicy,
@@ -48,6 +50,27 @@ def bucket_of(position: int) -> int:
 
 def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def fast_timestamps() -> None:
+    """Bind ``timestamp`` columns from ints (ms since the epoch) without the driver's
+    detour. cassandra-driver's ``DateType.serialize`` tries a datetime, then a date,
+    then a number, through caught ``AttributeError``s: ≈ 10 µs per int and ≈ 5 per
+    datetime (3.30.1), four timestamps per comment. Other values go to the original."""
+    original = DateType.serialize
+    if getattr(original, "_livecomments", False):
+        return
+
+    def serialize(v: Any, protocol_version: int) -> bytes:
+        if type(v) is int:
+            return int64_pack(v)  # type: ignore[no-any-return]
+        return original(v, protocol_version)  # type: ignore[no-any-return]
+
+    serialize._livecomments = True  # type: ignore[attr-defined]
+    DateType.serialize = staticmethod(serialize)
+
+
+fast_timestamps()
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +334,7 @@ class CommentStore:
             ) not in buckets:
                 buckets.add((c.event_id, bucket))
                 rows.append((self._insert_bucket, (c.event_id, bucket)))
-            submitted, published = _ts(c.submitted_at), _ts(c.published_at)
+            submitted, published = c.submitted_at, c.published_at
             rows.append(
                 (
                     self._insert_comment,
