@@ -7,6 +7,7 @@
                                                                            │
                                                     persist (Cassandra) ◀──┤ same batch,
                                                     fanout  (Redis)     ◀──┘ then ack
+    (batch N+1 is prepared while batch N is written: topologies/writer.py)
     comments.retracted ─▶ [retractions agent] ─▶ Cassandra (removed) + Redis (retract entry)
     every second        ─▶ [analytics timer]  ─▶ analytics.events + Prometheus
 
