@@ -38,9 +38,11 @@ taking effect. Bump those pins only with those tests green.
 5. :func:`committed_offset`, :func:`read_offset` — the consumer's own records of where
    a partition resumed and how far it was read, which Faust keeps private (no public
    accessor; no upstream issue found).
-6. :func:`worker_argv`, :func:`run_worker` — Faust starts a worker (signals, logging,
-   its web server) from its command line only (``App.main`` parses ``sys.argv``); the
-   settings object already decided every flag, so the argv is written here.
+6. :func:`worker_argv`, :func:`run_worker` — the worker is started by Faust's own
+   command line (``App.main``: signals, logging, its web server), which reads its flags
+   from ``sys.argv`` and nowhere else; the settings object already decided every flag,
+   so the argv is written here. Not a private name, but a process-global rewrite that
+   belongs with the other adaptations.
 """
 
 from __future__ import annotations
