@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 from deploy.settings import Settings
 
 
 def run(settings: Settings, index: int, loglevel: str = "info") -> int:
     import mode.loop
 
+    from topologies import faust_compat
     from topologies.app import build
 
     mode.loop.use("uvloop")
@@ -17,17 +16,12 @@ def run(settings: Settings, index: int, loglevel: str = "info") -> int:
     app = build(settings, index)
     # Faust's own command line starts the worker (signals, logging, web server); the
     # settings object already decided everything it would read from flags.
-    sys.argv = [
-        "livecomments-worker",
-        "worker",
-        "--loglevel",
-        loglevel,
-        "--web-port",
-        str(settings.worker_port + index),
-        "--web-host",
-        settings.host,
-        "--web-bind",
-        settings.host,
-    ]
-    app.main()
+    faust_compat.run_worker(
+        app,
+        faust_compat.worker_argv(
+            loglevel=loglevel,
+            web_port=settings.worker_port + index,
+            web_host=settings.host,
+        ),
+    )
     return 0

@@ -268,7 +268,7 @@ class ReplayTier:
         try:
             partitions = consumer.partitions_for_topic(self._topic) or set()
             if not partitions:
-                partitions = set(await _partitions(consumer, self._topic))
+                partitions = set(await _partitions(self._bootstrap, self._topic))
             tp = TopicPartition(
                 self._topic, (murmur2(event_id.encode()) & 0x7FFFFFFF) % len(partitions)
             )
@@ -322,9 +322,24 @@ class ReplayTier:
             await consumer.stop()
 
 
-async def _partitions(consumer: Any, topic: str) -> list[int]:
-    await consumer._client.force_metadata_update()
-    return sorted(consumer.partitions_for_topic(topic) or [])
+async def _partitions(bootstrap_servers: str, topic: str) -> list[int]:
+    """``topic``'s partitions, asked of the cluster.
+
+    A consumer that is only assigned partitions knows no topic's metadata until it
+    fetches (``partitions_for_topic`` is None after ``start``), and aiokafka's consumer
+    has no public call that loads one topic's metadata; its admin client has one.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(
+        int(p["partition"]) for t in described if t["topic"] == topic for p in t["partitions"]
+    )
 
 
 class History:

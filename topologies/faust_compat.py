@@ -1,31 +1,55 @@
 """Every adaptation of Faust and aiokafka internals, in one place.
 
-The topology (``topologies/app.py``) uses Faust's public API plus the functions here.
-Each workaround names the problem it answers and has a test in
-``tests/unit/test_faust_compat.py`` that drives the real Faust code path on the pinned
-versions (faust-streaming 0.15.3, aiokafka 0.14.0) and fails if the patch stops taking
-effect. Bump those pins only with those tests green.
+The topology (``topologies/app.py``) and the worker's entry point (``deploy/worker.py``)
+use Faust's public API plus the functions here; no other module of the project names a
+private attribute of Faust or aiokafka. Each workaround names the upstream behaviour it
+answers and the upstream issue where one exists, and has a test in
+``tests/unit/test_faust_compat.py`` that drives the real Faust/aiokafka code path on the
+pinned versions (faust-streaming 0.15.3, aiokafka 0.14.0) and fails if the patch stops
+taking effect. Bump those pins only with those tests green.
 
-1. :func:`short_fetch_wait` — Faust creates its aiokafka consumer with a fixed 1.5 s
-   fetch wait; a busy partition's new records waited behind idle ones for it.
-2. :func:`guard_read_offsets` — Faust's per-partition "read offset" goes stale across
-   a rebalance and silently drops re-fetched records (the kill -9 drill's loss; the
-   same family as faust-streaming #606, #517, #323).
+1. :func:`short_fetch_wait` — Faust creates its aiokafka consumer with
+   ``fetch_max_wait_ms=1500``, fixed, with no setting for it
+   (``AIOKafkaConsumerThread._create_worker_consumer``); aiokafka leaves a partition with
+   buffered records out of the next fetch (``Fetcher._get_actions_per_node``), so a busy
+   partition's new records waited behind idle ones for the whole 1.5 s. No upstream
+   issue found (faust-streaming, robinhood/faust and aiokafka searched).
+2. :func:`guard_read_offsets` — Faust's per-partition "read offset" goes stale across a
+   rebalance and its fetch loop silently drops re-fetched records below it (its log line
+   ``DROPPED MESSAGE ROFF``): robinhood/faust#115 (first record after a rebalance
+   dropped), faust-streaming/faust#34 (first record after an offset reset ignored),
+   robinhood/faust PR #542 (the partial upstream fix: reset only on a seek to 0). The
+   fetch loop also counts a jump above it as a gap and acknowledges it by itself; gap
+   handling committed wrong offsets in faust-streaming/faust#312 and #606. Our kill -9
+   drill lost comments this way.
 3. :func:`batch_intake` — Faust hands records to streams one at a time, each with its
    own ``Event``, channel put and two tasks (``wait_first``): ≈ 100 to 160 µs of CPU per
-   record (FACTS.md). For the topics given, the fetch loop hands whole fetches to a
-   :class:`BatchIntake` instead, and the agent takes batches from it (acknowledging
-   through the consumer as a stream would).
+   record (FACTS.md); robinhood/faust#563 (consumption ~10x slower than a plain
+   ``AIOKafkaConsumer``), #310 (bulk processing). For the topics given, the fetch loop
+   hands whole fetches to a :class:`BatchIntake` instead, and the agent takes batches
+   from it (acknowledging through the consumer as a stream would). It replaces
+   ``Consumer._drain_messages`` with a copy; the test pins the hash of the original's
+   source so an upgrade that changes it is noticed.
 4. :func:`as_current` — a table write needs Faust's "current event" to pick its
-   changelog partition; a batch agent sets it for a write on behalf of a record.
+   changelog partition, which only a stream iterating one record at a time sets:
+   faust-streaming/faust#497 ("Cannot modify table key from outside of stream
+   iteration" under ``Stream.take``). A batch agent sets it for a write on behalf of a
+   record.
 5. :func:`committed_offset`, :func:`read_offset` — the consumer's own records of where
-   a partition resumed and how far it was read, which Faust keeps private.
+   a partition resumed and how far it was read, which Faust keeps private (no public
+   accessor; no upstream issue found).
+6. :func:`worker_argv`, :func:`run_worker` — the worker is started by Faust's own
+   command line (``App.main``: signals, logging, its web server), which reads its flags
+   from ``sys.argv`` and nowhere else; the settings object already decided every flag,
+   so the argv is written here. Not a private name, but a process-global rewrite that
+   belongs with the other adaptations.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -53,6 +77,11 @@ def _mark(fn: Any) -> Any:
 def short_fetch_wait(max_wait_ms: int) -> None:
     """Faust creates its aiokafka consumer with ``fetch_max_wait_ms=1500``, fixed.
 
+    Upstream: ``faust.transport.drivers.aiokafka.AIOKafkaConsumerThread.
+    _create_worker_consumer`` hard-codes it (no setting, no upstream issue found); the
+    created consumer's ``_fetch_max_wait_ms`` is what ``AIOKafkaConsumer.start`` hands
+    to its ``Fetcher``.
+
     aiokafka leaves a partition with unconsumed buffered records out of the next fetch;
     if the partitions left in it are idle, the broker holds that fetch for the whole
     wait, and the busy partition's new records wait with it: a 1.5 s stall, measured as
@@ -79,6 +108,11 @@ def short_fetch_wait(max_wait_ms: int) -> None:
 
 class ReadOffsets(dict[Any, Any]):
     """Faust's per-partition "read offset", blind for the topics we guard.
+
+    Upstream: ``faust.transport.consumer.Consumer._read_offset``, read by
+    ``_drain_messages`` (``[]``) and written by it, ``seek``, ``perform_seek`` and the
+    aiokafka driver's ``_seek_wait``. The stale-offset drop is robinhood/faust#115 and
+    faust-streaming/faust#34; robinhood/faust PR #542 only resets it on a seek to 0.
 
     Faust's fetch loop drops every record whose offset is below the partition's read
     offset, and counts a jump above it as a gap that it acknowledges by itself. Both
@@ -115,6 +149,7 @@ _guarded: set[str] = set()
 
 
 def guard_read_offsets(topics: frozenset[str]) -> None:
+    """Every Faust consumer created from now on reads ``topics``' read offsets as unknown."""
     _guarded.update(topics)
     original = _driver.Consumer.__init__
     if _patched(original):
@@ -208,6 +243,11 @@ class BatchIntake:
 
 _intakes: dict[str, BatchIntake] = {}
 
+# Faust's own fetch loop, which :func:`_patch_drain` replaces by a copy of it with the
+# batch fast path. The copy is only right while the original is the one it was copied
+# from: tests/unit/test_faust_compat.py pins this source's SHA-256.
+UPSTREAM_DRAIN = _consumer_module.Consumer._drain_messages
+
 
 def batch_intake(intake: BatchIntake) -> BatchIntake:
     """Route ``intake.topic``'s records to ``intake`` instead of Faust's streams.
@@ -222,6 +262,10 @@ def batch_intake(intake: BatchIntake) -> BatchIntake:
 
 
 def _patch_drain() -> None:
+    """Replace ``faust.transport.consumer.Consumer._drain_messages`` (called by Faust's
+    ``Fetcher._fetcher``) with the copy below. Why a copy and not a wrapper: the loop is
+    one function with no hook between "fetched" and "handed to the stream", and the
+    per-record work it does is the cost we remove (robinhood/faust#563)."""
     cls = _consumer_module.Consumer
     if _patched(cls._drain_messages):
         return
@@ -311,7 +355,10 @@ def as_current(record: Any) -> Iterator[None]:
     current event, so a table write goes to its partition's changelog.
 
     Faust only knows "the current event" while a stream iterates one by one; a batch
-    agent writes tables on behalf of a record of its batch.
+    agent writes tables on behalf of a record of its batch. Upstream: the context
+    variable ``faust.streams._current_event``, read by ``Table.partition_for_key``;
+    without it a write raises "Cannot modify table key from outside of stream
+    iteration" (faust-streaming/faust#497).
     """
     token = _current_event.set(weakref.ref(record))
     try:
@@ -331,17 +378,56 @@ class MessageEvent:
 
 
 # -- 5. private offsets ----------------------------------------------------------------
+# Faust keeps both in private maps of its consumer and has no public accessor. Read as
+# attributes, not with a default: if an upgrade renames them, this fails loudly (and
+# its test fails) instead of reading "unknown" forever.
 
 
 def committed_offset(consumer: Any, tp: Any) -> int | None:
-    """The offset this consumer resumed from / last committed for ``tp`` (next to read)."""
-    offsets: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    """The offset this consumer resumed from / last committed for ``tp`` (next to read).
+
+    Upstream: ``Consumer._committed_offset``, set by ``perform_seek`` and commits."""
+    offsets: dict[Any, int | None] = consumer._committed_offset
     return offsets.get(tp)
 
 
 def read_offset(consumer: Any, tp: Any) -> int | None:
-    """The last offset Faust's fetch loop recorded as read for ``tp`` (None: unknown)."""
-    offsets = getattr(consumer, "_read_offset", {})
+    """The last offset Faust's fetch loop recorded as read for ``tp`` (None: unknown).
+
+    Upstream: ``Consumer._read_offset`` (a :class:`ReadOffsets` for guarded topics)."""
+    offsets = consumer._read_offset
     if isinstance(offsets, ReadOffsets):
         return cast(int | None, offsets.last_read(tp))
     return cast(int | None, offsets.get(tp))
+
+
+# -- 6. starting a worker --------------------------------------------------------------
+
+
+def worker_argv(*, loglevel: str, web_port: int, web_host: str) -> list[str]:
+    """Faust's ``worker`` command line for flags the settings object already decided.
+
+    Faust applies these only through its command line (``faust.cli.worker``): the web
+    server's port, host and bind address, and the log level.
+    """
+    return [
+        "livecomments-worker",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--web-port",
+        str(web_port),
+        "--web-host",
+        web_host,
+        "--web-bind",
+        web_host,
+    ]
+
+
+def run_worker(app: Any, argv: list[str]) -> None:
+    """Start ``app`` as a Faust worker (signals, logging, web server); returns at exit.
+
+    ``App.main`` runs Faust's command line, which reads ``sys.argv`` and nothing else.
+    """
+    sys.argv = argv
+    app.main()
