@@ -16,7 +16,7 @@ Why persist and fan-out run in the publishing agent instead of a second agent re
 log keeps every event-sourced record. The batch is acknowledged only after Kafka,
 Cassandra and Redis all have it; a crash re-processes it with the same positions, and
 every write is idempotent (DESIGN.md, Guarantees). ``concurrency=1`` per agent keeps
-each partition in order (Faust issues #606, #517, #323).
+each partition in order (faust-streaming #606).
 """
 
 from __future__ import annotations

@@ -174,8 +174,9 @@ class Kafka(LocalComponent):
                     f"-Dkafka.logs.dir={self.root / 'logs'}",
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_file.read_text().strip(),
+                    # One argument: an id may start with "-" (base64url), which the
+                    # tool would take for an option if it came separately.
+                    f"--cluster-id={cluster_file.read_text().strip()}",
                     "-c",
                     str(self.root / "server.properties"),
                     "--ignore-formatted",
