@@ -18,6 +18,7 @@ from deploy.stack.process import rss_bytes
 
 __all__ = [
     "CpuMeter",
+    "cpu_readings",
     "cpu_seconds",
     "machine_busy",
     "raise_nofile",
@@ -45,6 +46,43 @@ def cpu_seconds(pid: int) -> float:
     # The command name (field 2) may hold spaces: count fields after its closing paren.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid → its children's pids, for every process visible in /proc."""
+    out: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        out.setdefault(ppid, []).append(int(entry.name))
+    return out
+
+
+def cpu_readings(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process *and its descendants*.
+
+    A launcher may run a server under a wrapper (a shell that starts the JVM) and a
+    process may have helpers; the work is charged to the name either way. A child's
+    time is in its own /proc/PID/stat while it runs, so the tree is summed, not cutime.
+    """
+    children = _children()
+    out = {}
+    for name, pid in pids.items():
+        total, todo, seen = 0.0, [pid], set()
+        while todo:
+            p = todo.pop()
+            if p in seen:
+                continue
+            seen.add(p)
+            total += cpu_seconds(p)
+            todo.extend(children.get(p, ()))
+        out[name] = total
+    return out
 
 
 def machine_busy() -> tuple[float, float]:

@@ -1,0 +1,234 @@
+"""``perf pipeline --profile DIR``: where a phase's CPU goes, per process.
+
+Python workers: py-spy (sampling, from outside the process, ``--nonblocking`` so the
+worker is never paused) records collapsed stacks (``--format raw``: one line per stack,
+``frame;frame;... count``, which speedscope also opens). JVMs (Kafka, Cassandra): their
+own flight recorder, ``jcmd PID JFR.start``/``JFR.stop``, read back with ``jfr print``.
+Each recording gets a text summary beside it: the top functions by *self* samples (the
+frame on top of the stack: where the CPU is spent) and by *inclusive* samples (anywhere
+in the stack: which stage it is spent under).
+
+The parsers below are pure (lines in, counts out); the recorders are the thin shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOP_N = 25
+_LINE_NO = re.compile(r":\d+\)$")
+_JFR_FRAME = re.compile(r"^\s*(?P<frame>[^\s(]+)\(.*?\)\s+line:")
+
+
+# -- pure: collapsed stacks and JFR samples → top functions ---------------------------
+
+
+@dataclass
+class Tally:
+    """Sample counts by function: self (on top of the stack) and inclusive (anywhere)."""
+
+    samples: int = 0
+    self_counts: Counter[str] = field(default_factory=Counter)
+    inclusive: Counter[str] = field(default_factory=Counter)
+
+    def add(self, frames: list[str], count: int) -> None:
+        """``frames`` from the outermost to the innermost (the one running)."""
+        if not frames or count <= 0:
+            return
+        self.samples += count
+        self.self_counts[frames[-1]] += count
+        for f in set(frames):  # a recursive function counts once per stack
+            self.inclusive[f] += count
+
+    def top(self, n: int = TOP_N, *, inclusive: bool = False) -> list[tuple[str, int, float]]:
+        """``(function, samples, share of all samples)``, most first."""
+        counts = self.inclusive if inclusive else self.self_counts
+        total = max(self.samples, 1)
+        return [(f, c, c / total) for f, c in counts.most_common(n)]
+
+    def text(self, title: str, n: int = TOP_N) -> str:
+        lines = [f"# {title}: {self.samples} samples", "", "## self (where the CPU is spent)"]
+        lines += [f"{share:6.1%} {c:8d}  {f}" for f, c, share in self.top(n)]
+        lines += ["", "## inclusive (what it is spent under)"]
+        lines += [f"{share:6.1%} {c:8d}  {f}" for f, c, share in self.top(n, inclusive=True)]
+        return "\n".join(lines) + "\n"
+
+
+def _frame_name(frame: str) -> str:
+    """``"func (path/file.py:12)"`` → ``"func (path/file.py)"``: one entry per function."""
+    return _LINE_NO.sub(")", frame.strip())
+
+
+def tally_collapsed(lines: Iterable[str]) -> Tally:
+    """py-spy's raw format: ``frame;frame;...;frame count``, outermost frame first."""
+    t = Tally()
+    for line in lines:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [_frame_name(f) for f in stack.split(";") if f]
+        # With --threads/--subprocesses py-spy prefixes "thread (0x..)"/"process N:..."
+        # pseudo-frames; they are not functions.
+        frames = [f for f in frames if not f.startswith(("process ", "thread ("))]
+        t.add(frames, int(count))
+    return t
+
+
+def tally_jfr(lines: Iterable[str]) -> Tally:
+    """``jfr print --events jdk.ExecutionSample``: each event's ``stackTrace = [`` block
+    lists frames innermost first (``pkg.Class.method(args) line: N``), possibly cut with
+    ``...``."""
+    t = Tally()
+    frames: list[str] | None = None
+    for line in lines:
+        s = line.strip()
+        if s.startswith("stackTrace = ["):
+            frames = []
+            continue
+        if frames is None:
+            continue
+        if s.startswith("]"):
+            t.add(list(reversed(frames)), 1)
+            frames = None
+            continue
+        m = _JFR_FRAME.match(line)
+        if m:
+            frames.append(m.group("frame"))
+    return t
+
+
+# -- recorders ------------------------------------------------------------------------
+
+
+def py_spy_path() -> str | None:
+    """py-spy from this interpreter's environment (the ``test`` extra), else the PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+@dataclass
+class Recording:
+    name: str
+    path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+    kind: str = "py-spy"  # or "jfr"
+    error: str | None = None
+
+
+@dataclass
+class Profiler:
+    """Records the named processes between ``start()`` and ``stop()``."""
+
+    out_dir: Path
+    python: dict[str, int]  # name → pid, recorded with py-spy
+    jvms: dict[str, int]  # name → pid, recorded with JFR
+    rate_hz: int = 100
+    recordings: list[Recording] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        spy = py_spy_path()
+        for name, pid in self.python.items():
+            rec = Recording(name, self.out_dir / f"{name}.pyspy.txt", pid=pid)
+            if spy is None:
+                rec.error = "py-spy not installed (pip install -e '.[test]')"
+            else:
+                log = (self.out_dir / f"{name}.pyspy.log").open("wb")
+                rec.proc = subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        str(self.rate_hz),
+                        "--format",
+                        "raw",
+                        "--nonblocking",
+                        "--output",
+                        str(rec.path),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            self.recordings.append(rec)
+        for name, pid in self.jvms.items():
+            rec = Recording(name, self.out_dir / f"{name}.jfr", pid=pid, kind="jfr")
+            rec.error = _jcmd(
+                pid,
+                "JFR.start",
+                "name=perfbench",
+                "settings=profile",
+                f"filename={rec.path}",
+            )
+            self.recordings.append(rec)
+
+    def stop(self) -> dict[str, dict[str, object]]:
+        """Stop every recording, write each summary; per process its top entries."""
+        for rec in self.recordings:
+            if rec.proc is not None:
+                # py-spy writes its output when interrupted, as after a Ctrl-C.
+                with contextlib.suppress(ProcessLookupError):
+                    rec.proc.send_signal(signal.SIGINT)
+            elif rec.kind == "jfr" and rec.error is None:
+                rec.error = _jcmd(rec.pid, "JFR.stop", "name=perfbench")
+        out: dict[str, dict[str, object]] = {}
+        for rec in self.recordings:
+            if rec.proc is not None:
+                try:
+                    rec.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    rec.proc.kill()
+                    rec.error = "py-spy did not finish writing in 60 s"
+            out[rec.name] = self._summarise(rec)
+        return out
+
+    def _summarise(self, rec: Recording) -> dict[str, object]:
+        if rec.error is None and not rec.path.exists():
+            rec.error = f"no recording written; see {rec.path.with_suffix('.log')}"
+        if rec.error is not None:
+            return {"error": rec.error}
+        if rec.kind == "jfr":
+            printed = subprocess.run(
+                ["jfr", "print", "--events", "jdk.ExecutionSample", str(rec.path)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            tally = tally_jfr(printed.stdout.splitlines())
+        else:
+            with rec.path.open() as f:
+                tally = tally_collapsed(f)
+        summary = rec.path.parent / f"{rec.name}.top.txt"
+        summary.write_text(tally.text(f"{rec.name} ({rec.kind}, pid {rec.pid})"))
+        return {
+            "recording": str(rec.path),
+            "summary": str(summary),
+            "samples": tally.samples,
+            "top_self": [[f, round(s, 4)] for f, _c, s in tally.top(10)],
+            "top_inclusive": [[f, round(s, 4)] for f, _c, s in tally.top(10, inclusive=True)],
+        }
+
+
+def _jcmd(pid: int, *command: str) -> str | None:
+    """Run ``jcmd PID ...``; the error text, or None if it worked."""
+    if shutil.which("jcmd") is None:
+        return "jcmd not found (a JDK's tools are needed for JFR)"
+    try:
+        r = subprocess.run(["jcmd", str(pid), *command], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return f"jcmd {' '.join(command)} timed out"
+    if r.returncode != 0 or "Exception" in r.stdout:
+        return f"jcmd {' '.join(command)}: {(r.stdout + r.stderr).strip()[-300:]}"
+    return None
