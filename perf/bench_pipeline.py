@@ -64,6 +64,9 @@ from schemas.records import CommentSubmitted
 
 VIEWERS = 60
 STEADY_RATE = 200.0
+# The Redis follower's rest after each read (perf/follower.py): arrival times are this
+# much coarser (against saturation phases of seconds), the load process's CPU much lower.
+FOLLOWER_PAUSE_S = 0.005
 
 
 def _stage_means(settings: Settings, workers: int) -> dict[str, float]:
@@ -159,7 +162,7 @@ def run(
             t = time.monotonic()
             wait_publishing(settings, codec, event_ids)
             first_s = time.monotonic() - t
-            follower = Follower(settings, event_ids)
+            follower = Follower(settings, event_ids, FOLLOWER_PAUSE_S)
             warm = produce(settings, codec, _run_comments(event_ids, 300 if quick else 1000))
             follower.wait_for({a.comment_id for a in warm.acked}, timeout_s=300)
             follower.stop()
@@ -179,7 +182,7 @@ def run(
                 )
                 profiler.start()
                 time.sleep(1.0)  # py-spy attaches before the first comment
-            follower = Follower(settings, event_ids)
+            follower = Follower(settings, event_ids, FOLLOWER_PAUSE_S)
             before, m0 = cpu_readings(pids), machine_busy()
             t0 = time.time()
             load = produce(settings, codec, _run_comments(event_ids, comments))
@@ -204,7 +207,7 @@ def run(
 
             # 4. steady
             say(f"pipeline: steady, {rate:g} comments/s for {steady_s:g} s")
-            follower = Follower(settings, event_ids)
+            follower = Follower(settings, event_ids, FOLLOWER_PAUSE_S)
             before, m0 = cpu_readings(pids), machine_busy()
             s0 = time.time()
             paced = produce(

@@ -13,7 +13,7 @@ is listed in ``cpu_us_per_comment_by_process``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 # Names of processes left out of the pipeline's sum: the bench's own (load generator,
@@ -29,6 +29,31 @@ SATURATED_SHARE = 0.85
 def is_pipeline(name: str) -> bool:
     """True for the processes whose CPU is the pipeline's cost (workers and the stack)."""
     return name not in (LOAD, GATEWAY) and not name.startswith(VIEWERS_PREFIX)
+
+
+def tree_totals(
+    pids: Mapping[str, int],
+    children: Mapping[int, Iterable[int]],
+    cpu: Callable[[int], float],
+) -> dict[str, float]:
+    """CPU of each named process plus its descendants, each process counted once.
+
+    A descendant that is itself named is charged to its own name, not to its parent's:
+    the bench starts the workers, the gateway and the viewers, which are not the load.
+    """
+    named = set(pids.values())
+    out = {}
+    for name, root in pids.items():
+        total, todo, seen = 0.0, [root], set()
+        while todo:
+            p = todo.pop()
+            if p in seen or (p != root and p in named):
+                continue
+            seen.add(p)
+            total += cpu(p)
+            todo.extend(children.get(p, ()))
+        out[name] = total
+    return out
 
 
 def deltas(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deploy.settings import Settings
 from deploy.stack.process import rss_bytes
+from perf.cost import tree_totals
 
 __all__ = [
     "CpuMeter",
@@ -25,6 +26,7 @@ __all__ = [
     "rss_bytes",
     "say",
     "stack_pids",
+    "thread_cpu",
 ]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -69,19 +71,28 @@ def cpu_readings(pids: dict[str, int]) -> dict[str, float]:
     A launcher may run a server under a wrapper (a shell that starts the JVM) and a
     process may have helpers; the work is charged to the name either way. A child's
     time is in its own /proc/PID/stat while it runs, so the tree is summed, not cutime.
+    A descendant that has a name of its own in ``pids`` is left to that name.
     """
-    children = _children()
-    out = {}
-    for name, pid in pids.items():
-        total, todo, seen = 0.0, [pid], set()
-        while todo:
-            p = todo.pop()
-            if p in seen:
-                continue
-            seen.add(p)
-            total += cpu_seconds(p)
-            todo.extend(children.get(p, ()))
-        out[name] = total
+    return tree_totals(pids, _children(), cpu_seconds)
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds so far of ``pid``'s threads, summed by thread name (``comm``): which
+    part of a process (its event loop, librdkafka's threads, a driver's I/O thread,
+    onnxruntime's pool) spends the CPU, including time outside any Python frame."""
+    out: dict[str, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
     return out
 
 

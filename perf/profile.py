@@ -2,11 +2,17 @@
 
 Python workers: py-spy (sampling, from outside the process, ``--nonblocking`` so the
 worker is never paused) records collapsed stacks (``--format raw``: one line per stack,
-``frame;frame;... count``, which speedscope also opens). JVMs (Kafka, Cassandra): their
-own flight recorder, ``jcmd PID JFR.start``/``JFR.stop``, read back with ``jfr print``.
-Each recording gets a text summary beside it: the top functions by *self* samples (the
-frame on top of the stack: where the CPU is spent) and by *inclusive* samples (anywhere
-in the stack: which stage it is spent under).
+``frame;frame;... count``, which speedscope also opens). It samples only the thread
+holding the GIL (``--gil``): without it, threads that wait in C (the event loop in
+epoll, librdkafka's poll) were counted as busy and drowned the profile. What runs
+outside the GIL (librdkafka, the Cassandra driver's I/O, onnxruntime) is shown instead
+by each thread's CPU from /proc over the same window (``threads_cpu_s``).
+
+JVMs (Kafka, Cassandra): their own flight recorder, ``jcmd PID JFR.start`` and
+``JFR.stop``, read back with ``jfr print``. Each recording gets a text summary beside
+it: the top functions by *self* samples (the frame on top of the stack: where the CPU
+is spent) and by *inclusive* samples (anywhere in the stack: which stage it is spent
+under).
 
 The parsers below are pure (lines in, counts out); the recorders are the thin shell.
 """
@@ -23,6 +29,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from perf.procstat import thread_cpu
 
 TOP_N = 25
 _LINE_NO = re.compile(r":\d+\)$")
@@ -134,9 +142,11 @@ class Profiler:
     jvms: dict[str, int]  # name → pid, recorded with JFR
     rate_hz: int = 100
     recordings: list[Recording] = field(default_factory=list)
+    _threads: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._threads = {name: thread_cpu(pid) for name, pid in self.python.items()}
         spy = py_spy_path()
         for name, pid in self.python.items():
             rec = Recording(name, self.out_dir / f"{name}.pyspy.txt", pid=pid)
@@ -155,6 +165,7 @@ class Profiler:
                         "--format",
                         "raw",
                         "--nonblocking",
+                        "--gil",
                         "--output",
                         str(rec.path),
                     ],
@@ -176,6 +187,13 @@ class Profiler:
 
     def stop(self) -> dict[str, dict[str, object]]:
         """Stop every recording, write each summary; per process its top entries."""
+        threads = {
+            name: {
+                t: round(v - self._threads[name].get(t, 0.0), 2)
+                for t, v in sorted(thread_cpu(pid).items(), key=lambda kv: -kv[1])
+            }
+            for name, pid in self.python.items()
+        }
         for rec in self.recordings:
             if rec.proc is not None:
                 # py-spy writes its output when interrupted, as after a Ctrl-C.
@@ -191,10 +209,10 @@ class Profiler:
                 except subprocess.TimeoutExpired:
                     rec.proc.kill()
                     rec.error = "py-spy did not finish writing in 60 s"
-            out[rec.name] = self._summarise(rec)
+            out[rec.name] = self._summarise(rec, threads.get(rec.name))
         return out
 
-    def _summarise(self, rec: Recording) -> dict[str, object]:
+    def _summarise(self, rec: Recording, threads: dict[str, float] | None) -> dict[str, object]:
         if rec.error is None and not rec.path.exists():
             rec.error = f"no recording written; see {rec.path.with_suffix('.log')}"
         if rec.error is not None:
@@ -211,11 +229,17 @@ class Profiler:
             with rec.path.open() as f:
                 tally = tally_collapsed(f)
         summary = rec.path.parent / f"{rec.name}.top.txt"
-        summary.write_text(tally.text(f"{rec.name} ({rec.kind}, pid {rec.pid})"))
+        text = tally.text(f"{rec.name} ({rec.kind}, pid {rec.pid})")
+        if threads:
+            busy = {t: v for t, v in threads.items() if v > 0}
+            text += "\n## CPU seconds by thread (/proc, same window)\n"
+            text += "".join(f"{v:8.2f}  {t}\n" for t, v in busy.items())
+        summary.write_text(text)
         return {
             "recording": str(rec.path),
             "summary": str(summary),
             "samples": tally.samples,
+            **({"threads_cpu_s": {t: v for t, v in threads.items() if v > 0}} if threads else {}),
             "top_self": [[f, round(s, 4)] for f, _c, s in tally.top(10)],
             "top_inclusive": [[f, round(s, 4)] for f, _c, s in tally.top(10, inclusive=True)],
         }

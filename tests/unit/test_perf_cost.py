@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from perf.cost import PhaseCost, busy_share, deltas, is_pipeline, percentile
+from perf.cost import PhaseCost, busy_share, deltas, is_pipeline, percentile, tree_totals
 from perf.profile import tally_collapsed, tally_jfr
 
 
@@ -21,6 +21,15 @@ def test_a_process_started_during_the_phase_counts_from_zero() -> None:
 def test_a_restarted_process_counts_only_its_new_reading() -> None:
     # A new pid under the same name starts again near zero: not a negative cost.
     assert deltas({"worker-0": 50.0}, {"worker-0": 1.5}) == {"worker-0": 1.5}
+
+
+def test_a_process_is_charged_with_its_unnamed_descendants_only() -> None:
+    # The bench (1) started a worker (2, named) and a helper (3, not named); the worker
+    # has a child (4) of its own; a JVM (5) runs under a wrapper shell (6).
+    children = {1: [2, 3], 2: [4], 6: [5]}
+    cpu = {1: 1.0, 2: 10.0, 3: 0.5, 4: 2.0, 5: 30.0, 6: 0.0}
+    got = tree_totals({"load": 1, "worker-0": 2, "kafka": 6}, children, cpu.__getitem__)
+    assert got == {"load": 1.5, "worker-0": 12.0, "kafka": 30.0}
 
 
 def test_load_generator_viewers_and_gateway_are_not_the_pipelines_cost() -> None:
