@@ -67,6 +67,8 @@ STEADY_RATE = 200.0
 # The Redis follower's rest after each read (perf/follower.py): arrival times are this
 # much coarser (against saturation phases of seconds), the load process's CPU much lower.
 FOLLOWER_PAUSE_S = 0.005
+# Seconds after the saturation window whose CPU is reported apart (``tail``).
+TAIL_S = 2.0
 
 
 def _stage_means(settings: Settings, workers: int) -> dict[str, float]:
@@ -196,9 +198,19 @@ def run(
                 busy_share(m0, machine_busy()),
             )
             follower.stop()
+            # Work the burst left behind (Cassandra's and Kafka's flushes, the workers'
+            # commits) falls after the window: the next seconds, against the idle ones.
+            before, t = cpu_readings(pids), time.monotonic()
+            time.sleep(TAIL_S)
+            tail = PhaseCost(0, time.monotonic() - t, deltas(before, cpu_readings(pids)))
             if profiler is not None:
                 say("pipeline: writing the profiles")
                 profiled = profiler.stop()
+                for name, prof in profiled.items():
+                    say(f"profile {name}: {prof.get('summary', prof.get('error'))}")
+                    top = prof.get("top_self")
+                    for function, share in top[:8] if isinstance(top, list) else []:
+                        say(f"    {share:6.1%}  {function}")
             arrivals = [follower.arrivals[i][0] for i in ids if i in follower.arrivals]
             elapsed = (max(arrivals) - t0) if arrivals else float("inf")
             throughput = len(arrivals) / elapsed if arrivals else 0.0
@@ -315,6 +327,14 @@ def run(
                 "load_produce_s": round(produce_s, 2),
                 "load_cpu_share": saturation.cores_by_process()[LOAD],
                 "load_saturated": load_busy["saturation"],
+                "tail": {
+                    "seconds": round(tail.seconds, 2),
+                    "cpu_cores_by_process": tail.cores_by_process(),
+                    "pipeline_cores": round(tail.pipeline_cpu_s / tail.seconds, 3),
+                    "pipeline_cpu_us_per_comment": round(
+                        tail.pipeline_cpu_s / max(len(ids), 1) * 1e6, 1
+                    ),
+                },
             },
             "steady": std
             | {
