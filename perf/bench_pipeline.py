@@ -24,7 +24,9 @@ viewers. ``cpu_us_per_comment`` is the pipeline's cost, workers plus the stack's
 the gateway is listed apart (``gateway_cpu_us_per_comment``), the load generator and the
 viewers are excluded (perf/cost.py). The auditor (perf/audit.py) runs after the phases,
 outside every CPU window. ``--profile DIR`` records the workers (py-spy) and Kafka and
-Cassandra (JFR) during the saturation phase (perf/profile.py).
+Cassandra (JFR) during the saturation phase into ``DIR/saturation/`` and during the
+steady phase into ``DIR/steady/`` (perf/profile.py): the per-batch overheads that
+dominate at a low rate only show in the second.
 
 The raw confluent-kafka produce rate is measured in the same run, for the ratio.
 """
@@ -59,6 +61,7 @@ from perf.processes import (
     wait_healthy,
 )
 from perf.procstat import cpu_readings, machine_busy, raise_nofile, say, stack_pids
+from perf.profile import Profiler
 from schemas.codec import AvroCodec
 from schemas.records import CommentSubmitted
 
@@ -125,7 +128,30 @@ def run(
     notes: list[str] = []
     children: list[Child] = []
     crowd: Crowd | None = None
-    profiled: dict[str, dict[str, object]] = {}
+    profiled: dict[str, dict[str, dict[str, object]]] = {}
+
+    def profiler_for(phase: str, pids: dict[str, int]) -> Profiler | None:
+        if profile is None:
+            return None
+        p = Profiler(
+            profile / phase,
+            python={k: v for k, v in pids.items() if k.startswith("worker-")},
+            jvms={k: v for k, v in pids.items() if k in ("kafka", "cassandra")},
+        )
+        p.start()
+        time.sleep(1.0)  # py-spy attaches before the first comment
+        return p
+
+    def profiler_done(phase: str, p: Profiler | None) -> None:
+        if p is None:
+            return
+        say(f"pipeline: writing the {phase} profiles")
+        profiled[phase] = p.stop()
+        for name, prof in profiled[phase].items():
+            say(f"profile {phase} {name}: {prof.get('summary', prof.get('error'))}")
+            top = prof.get("top_self")
+            for function, share in top[:8] if isinstance(top, list) else []:
+                say(f"    {share:6.1%}  {function}")
 
     with AvroCodec(settings) as codec:
         codec.register_all()
@@ -173,17 +199,7 @@ def run(
 
             # 3. saturation
             say(f"pipeline: saturation, {comments:,} comments at full speed")
-            profiler = None
-            if profile is not None:
-                from perf.profile import Profiler
-
-                profiler = Profiler(
-                    profile,
-                    python={f"worker-{w.index}": w.pid for w in procs},
-                    jvms={k: v for k, v in pids.items() if k in ("kafka", "cassandra")},
-                )
-                profiler.start()
-                time.sleep(1.0)  # py-spy attaches before the first comment
+            profiler = profiler_for("saturation", pids)
             follower = Follower(settings, event_ids, FOLLOWER_PAUSE_S)
             before, m0 = cpu_readings(pids), machine_busy()
             t0 = time.time()
@@ -203,14 +219,7 @@ def run(
             before, t = cpu_readings(pids), time.monotonic()
             time.sleep(TAIL_S)
             tail = PhaseCost(0, time.monotonic() - t, deltas(before, cpu_readings(pids)))
-            if profiler is not None:
-                say("pipeline: writing the profiles")
-                profiled = profiler.stop()
-                for name, prof in profiled.items():
-                    say(f"profile {name}: {prof.get('summary', prof.get('error'))}")
-                    top = prof.get("top_self")
-                    for function, share in top[:8] if isinstance(top, list) else []:
-                        say(f"    {share:6.1%}  {function}")
+            profiler_done("saturation", profiler)
             arrivals = [follower.arrivals[i][0] for i in ids if i in follower.arrivals]
             elapsed = (max(arrivals) - t0) if arrivals else float("inf")
             throughput = len(arrivals) / elapsed if arrivals else 0.0
@@ -219,6 +228,7 @@ def run(
 
             # 4. steady
             say(f"pipeline: steady, {rate:g} comments/s for {steady_s:g} s")
+            profiler = profiler_for("steady", pids)
             follower = Follower(settings, event_ids, FOLLOWER_PAUSE_S)
             before, m0 = cpu_readings(pids), machine_busy()
             s0 = time.time()
@@ -236,6 +246,7 @@ def run(
                 busy_share(m0, machine_busy()),
             )
             follower.stop()
+            profiler_done("steady", profiler)
             to_redis = [
                 (arr - sub / 1000) * 1000
                 for cid, (arr, sub) in follower.arrivals.items()

@@ -20,6 +20,7 @@ The parsers below are pure (lines in, counts out); the recorders are the thin sh
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import shutil
 import signal
@@ -33,6 +34,8 @@ from pathlib import Path
 from perf.procstat import thread_cpu
 
 TOP_N = 25
+# The project's own code in py-spy's frame names: what "which stage" means for a worker.
+OWN_CODE = ("topologies/", "connectors/", "schemas/")
 _LINE_NO = re.compile(r":\d+\)$")
 _JFR_FRAME = re.compile(r"^\s*(?P<frame>[^\s(]+)\(.*?\)\s+line:")
 
@@ -57,17 +60,28 @@ class Tally:
         for f in set(frames):  # a recursive function counts once per stack
             self.inclusive[f] += count
 
-    def top(self, n: int = TOP_N, *, inclusive: bool = False) -> list[tuple[str, int, float]]:
-        """``(function, samples, share of all samples)``, most first."""
+    def top(
+        self, n: int = TOP_N, *, inclusive: bool = False, within: tuple[str, ...] = ()
+    ) -> list[tuple[str, int, float]]:
+        """``(function, samples, share of all samples)``, most first; ``within``: only
+        functions whose name holds one of these (the project's own packages: the
+        inclusive list is otherwise led by the entry points every stack shares)."""
         counts = self.inclusive if inclusive else self.self_counts
         total = max(self.samples, 1)
-        return [(f, c, c / total) for f, c in counts.most_common(n)]
+        ranked = (
+            (f, c) for f, c in counts.most_common() if not within or any(w in f for w in within)
+        )
+        return [(f, c, c / total) for f, c in itertools.islice(ranked, n)]
 
     def text(self, title: str, n: int = TOP_N) -> str:
         lines = [f"# {title}: {self.samples} samples", "", "## self (where the CPU is spent)"]
         lines += [f"{share:6.1%} {c:8d}  {f}" for f, c, share in self.top(n)]
         lines += ["", "## inclusive (what it is spent under)"]
         lines += [f"{share:6.1%} {c:8d}  {f}" for f, c, share in self.top(n, inclusive=True)]
+        own = self.top(n, inclusive=True, within=OWN_CODE)
+        if own:
+            lines += ["", "## inclusive, the project's own code (which stage)"]
+            lines += [f"{share:6.1%} {c:8d}  {f}" for f, c, share in own]
         return "\n".join(lines) + "\n"
 
 
@@ -241,7 +255,12 @@ class Profiler:
             "samples": tally.samples,
             **({"threads_cpu_s": {t: v for t, v in threads.items() if v > 0}} if threads else {}),
             "top_self": [[f, round(s, 4)] for f, _c, s in tally.top(10)],
-            "top_inclusive": [[f, round(s, 4)] for f, _c, s in tally.top(10, inclusive=True)],
+            "top_inclusive": [
+                [f, round(s, 4)]
+                for f, _c, s in tally.top(
+                    10, inclusive=True, within=OWN_CODE if rec.kind == "py-spy" else ()
+                )
+            ],
         }
 
 

@@ -110,6 +110,13 @@ def test_collapsed_stacks_count_self_at_the_top_and_inclusive_anywhere() -> None
     assert inclusive["batch (p.py)"] == 100 and inclusive["main (w.py)"] == 100
 
 
+def test_inclusive_can_be_limited_to_the_projects_own_code() -> None:
+    t = tally_collapsed(["main (mode/worker.py:1);plan (topologies/pipeline.py:5) 3"])
+    assert [f for f, _, _ in t.top(5, inclusive=True, within=("topologies/",))] == [
+        "plan (topologies/pipeline.py)"
+    ]
+
+
 def test_a_recursive_function_counts_once_per_stack_inclusive() -> None:
     t = tally_collapsed(["f (a.py:1);f (a.py:2);g (a.py:3) 5"])
     assert dict((f, c) for f, c, _ in t.top(5, inclusive=True))["f (a.py)"] == 5
