@@ -128,6 +128,25 @@ def tally_jfr(lines: Iterable[str]) -> Tally:
     return t
 
 
+_POOL_SUFFIX = re.compile(r"[-_#: ]*\d+$")
+
+
+def thread_groups(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per thread pool between two per-thread readings, most first.
+
+    Threads of one pool differ by a trailing number (``MutationStage-3``, ``GC
+    Thread#1``, ``rdk:broker1``): summed under the name without it. JFR samples Java
+    frames only, so for a JVM this is where GC, the JIT and native I/O show.
+    """
+    out: dict[str, float] = {}
+    for name, now in after.items():
+        spent = now - before.get(name, 0.0)
+        if spent > 0:
+            group = _POOL_SUFFIX.sub("", name) or name
+            out[group] = out.get(group, 0.0) + spent
+    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 # -- recorders ------------------------------------------------------------------------
 
 
@@ -160,7 +179,7 @@ class Profiler:
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._threads = {name: thread_cpu(pid) for name, pid in self.python.items()}
+        self._threads = {name: thread_cpu(pid) for name, pid in self._all().items()}
         spy = py_spy_path()
         for name, pid in self.python.items():
             rec = Recording(name, self.out_dir / f"{name}.pyspy.txt", pid=pid)
@@ -199,14 +218,14 @@ class Profiler:
             )
             self.recordings.append(rec)
 
+    def _all(self) -> dict[str, int]:
+        return self.python | self.jvms
+
     def stop(self) -> dict[str, dict[str, object]]:
         """Stop every recording, write each summary; per process its top entries."""
         threads = {
-            name: {
-                t: round(v - self._threads[name].get(t, 0.0), 2)
-                for t, v in sorted(thread_cpu(pid).items(), key=lambda kv: -kv[1])
-            }
-            for name, pid in self.python.items()
+            name: thread_groups(self._threads[name], thread_cpu(pid))
+            for name, pid in self._all().items()
         }
         for rec in self.recordings:
             if rec.proc is not None:
@@ -245,15 +264,14 @@ class Profiler:
         summary = rec.path.parent / f"{rec.name}.top.txt"
         text = tally.text(f"{rec.name} ({rec.kind}, pid {rec.pid})")
         if threads:
-            busy = {t: v for t, v in threads.items() if v > 0}
-            text += "\n## CPU seconds by thread (/proc, same window)\n"
-            text += "".join(f"{v:8.2f}  {t}\n" for t, v in busy.items())
+            text += "\n## CPU seconds by thread pool (/proc, same window)\n"
+            text += "".join(f"{v:8.2f}  {t}\n" for t, v in threads.items())
         summary.write_text(text)
         return {
             "recording": str(rec.path),
             "summary": str(summary),
             "samples": tally.samples,
-            **({"threads_cpu_s": {t: v for t, v in threads.items() if v > 0}} if threads else {}),
+            **({"threads_cpu_s": dict(list(threads.items())[:12])} if threads else {}),
             "top_self": [[f, round(s, 4)] for f, _c, s in tally.top(10)],
             "top_inclusive": [
                 [f, round(s, 4)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from perf.cost import PhaseCost, busy_share, deltas, is_pipeline, percentile, tree_totals
-from perf.profile import tally_collapsed, tally_jfr
+from perf.profile import tally_collapsed, tally_jfr, thread_groups
 
 
 def test_deltas_are_the_cpu_spent_between_two_readings() -> None:
@@ -148,3 +148,15 @@ jdk.ExecutionSample {
     }
     inclusive = dict((f, c) for f, c, _ in t.top(5, inclusive=True))
     assert inclusive["org.apache.cassandra.db.Keyspace.apply"] == 2
+
+
+def test_threads_of_one_pool_are_summed_under_one_name() -> None:
+    before = {"MutationStage-1": 1.0, "MutationStage-2": 2.0, "GC Thread#0": 5.0}
+    after = {
+        "MutationStage-1": 1.5,
+        "MutationStage-2": 2.5,
+        "GC Thread#0": 5.25,
+        "GC Thread#1": 0.25,  # started during the window
+        "rdk:broker1": 0.0,
+    }
+    assert thread_groups(before, after) == {"MutationStage": 1.0, "GC Thread": 0.5}
