@@ -76,11 +76,13 @@ def cpu_readings(pids: dict[str, int]) -> dict[str, float]:
     return tree_totals(pids, _children(), cpu_seconds)
 
 
-def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds so far of ``pid``'s threads, summed by thread name (``comm``): which
-    part of a process (its event loop, librdkafka's threads, a driver's I/O thread,
-    onnxruntime's pool) spends the CPU, including time outside any Python frame."""
-    out: dict[str, float] = {}
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Per thread of ``pid``: thread id → (name, CPU seconds so far). Which part of a
+    process (its event loop, librdkafka's threads, a JVM's pools, GC, the JIT) spends
+    the CPU, including time outside any Python or Java frame. Keyed by thread id, not
+    name: names repeat (``comm`` is cut at 15 characters) and change (Cassandra's shared
+    pool renames a thread after the stage it runs)."""
+    out: dict[int, tuple[str, float]] = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
@@ -92,7 +94,7 @@ def thread_cpu(pid: int) -> dict[str, float]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICKS)
     return out
 
 

@@ -131,16 +131,21 @@ def tally_jfr(lines: Iterable[str]) -> Tally:
 _POOL_SUFFIX = re.compile(r"[-_#: ]*\d+$")
 
 
-def thread_groups(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """CPU seconds per thread pool between two per-thread readings, most first.
+def thread_groups(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per thread pool between two per-thread readings (thread id → (name,
+    CPU s)), most first. Each thread's time is the difference of its own readings (a
+    thread born in the window counts from zero; one that ended is not seen), charged to
+    its name at the end.
 
     Threads of one pool differ by a trailing number (``MutationStage-3``, ``GC
     Thread#1``, ``rdk:broker1``): summed under the name without it. JFR samples Java
     frames only, so for a JVM this is where GC, the JIT and native I/O show.
     """
     out: dict[str, float] = {}
-    for name, now in after.items():
-        spent = now - before.get(name, 0.0)
+    for tid, (name, now) in after.items():
+        spent = now - before.get(tid, (name, 0.0))[1]
         if spent > 0:
             group = _POOL_SUFFIX.sub("", name) or name
             out[group] = out.get(group, 0.0) + spent
@@ -175,7 +180,7 @@ class Profiler:
     jvms: dict[str, int]  # name → pid, recorded with JFR
     rate_hz: int = 100
     recordings: list[Recording] = field(default_factory=list)
-    _threads: dict[str, dict[str, float]] = field(default_factory=dict)
+    _threads: dict[str, dict[int, tuple[str, float]]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)

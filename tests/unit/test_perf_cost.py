@@ -151,12 +151,20 @@ jdk.ExecutionSample {
 
 
 def test_threads_of_one_pool_are_summed_under_one_name() -> None:
-    before = {"MutationStage-1": 1.0, "MutationStage-2": 2.0, "GC Thread#0": 5.0}
+    before = {1: ("MutationStage-1", 1.0), 2: ("MutationStage-2", 2.0), 3: ("GC Thread#0", 5.0)}
     after = {
-        "MutationStage-1": 1.5,
-        "MutationStage-2": 2.5,
-        "GC Thread#0": 5.25,
-        "GC Thread#1": 0.25,  # started during the window
-        "rdk:broker1": 0.0,
+        1: ("MutationStage-1", 1.5),
+        2: ("MutationStage-2", 2.5),
+        3: ("GC Thread#0", 5.25),
+        4: ("GC Thread#1", 0.25),  # started during the window
+        5: ("rdk:broker1", 0.0),
     }
     assert thread_groups(before, after) == {"MutationStage": 1.0, "GC Thread": 0.5}
+
+
+def test_a_renamed_thread_is_charged_its_own_difference_under_its_new_name() -> None:
+    # Cassandra's shared pool renames a thread after the stage it runs: its lifetime CPU
+    # must not count again under the new name.
+    before = {7: ("Native-Transport-Requests-1", 100.0)}
+    after = {7: ("MutationStage-1", 100.5)}
+    assert thread_groups(before, after) == {"MutationStage": 0.5}
