@@ -1,7 +1,8 @@
 """Benchmarks: ``python -m perf <name> [--quick] --json PATH`` (../shared/BENCHMARKS.md).
 
     kafka-baseline   raw confluent-kafka produce and consume on the same stack
-    pipeline         submitted → persisted and in Redis: throughput, loss, p50/p99
+    pipeline         submitted → persisted, in Redis, at a viewer: throughput, CPU µs per
+                     comment per process (saturation and steady), loss, p50/p99
     fanout           one gateway, many viewers: deliveries/s, p50/p99, lost, gateway CPU
     connections      idle viewers held by one gateway: count, failures, RSS each, heartbeats
     moderation       held-out quality of the models and µs per comment (no servers)
@@ -48,11 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--rate",
         type=float,
-        help="comments/s: pipeline's latency phase (1000; --quick: half the measured "
-        "throughput), soak's load (50)",
+        help="comments/s: pipeline's steady phase (200), soak's load (50)",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        help="pipeline: record the workers (py-spy) and Kafka, Cassandra (JFR) during the "
+        "saturation phase into this directory, with a top-functions summary of each",
     )
     p.add_argument("--only", action="append", help="drills: run only this one (repeatable)")
-    p.add_argument("--viewers", type=int, help="fanout, soak: viewers (connections: target)")
+    p.add_argument(
+        "--viewers", type=int, help="fanout, soak, pipeline (60): viewers (connections: target)"
+    )
     p.add_argument("--rates", help="fanout: comments/s of each phase, comma-separated")
     p.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     p.add_argument("--json-dir", type=Path, help="all: where the JSON files, summary and plots go")
@@ -120,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             quick=args.quick,
             workers=args.workers,
-            comments=args.comments or (2_000 if args.quick else 20_000),
+            comments=args.comments or (2_000 if args.quick else 10_000),
             events=args.events,
             rate=args.rate,
+            viewers=args.viewers,
+            profile=args.profile,
         )
     return _write(result, args.json)
 

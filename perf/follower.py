@@ -21,8 +21,13 @@ from schemas.records import CommentSubmitted
 class Follower(threading.Thread):
     """Reads the events' streams from their current end; records arrival per comment."""
 
-    def __init__(self, settings: Settings, events: list[str]) -> None:
+    def __init__(self, settings: Settings, events: list[str], pause_s: float = 0.0) -> None:
+        """``pause_s``: a rest after each read that returned entries. A read returns as
+        soon as any stream has one, so under load it spins; a bench measuring CPU rests
+        a few milliseconds (arrival times get that much coarser) so the load side does
+        not take the cores it measures."""
         super().__init__(daemon=True)
+        self._pause_s = pause_s
         self._redis = Redis.from_url(settings.redis_address)
         self._streams: dict[Any, Any] = {}
         for e in events:
@@ -39,6 +44,8 @@ class Follower(threading.Thread):
         while not self._stop_event.is_set():
             reply: Any = self._redis.xread(self._streams, count=5000, block=200)
             now = time.time()
+            if reply and self._pause_s:
+                self._stop_event.wait(self._pause_s)
             for key, entries in reply or []:
                 for entry_id, fields in entries:
                     self._streams[key.decode()] = entry_id.decode()

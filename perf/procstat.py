@@ -15,15 +15,18 @@ from pathlib import Path
 
 from deploy.settings import Settings
 from deploy.stack.process import rss_bytes
+from perf.cost import tree_totals
 
 __all__ = [
     "CpuMeter",
+    "cpu_readings",
     "cpu_seconds",
     "machine_busy",
     "raise_nofile",
     "rss_bytes",
     "say",
     "stack_pids",
+    "thread_cpu",
 ]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,6 +48,54 @@ def cpu_seconds(pid: int) -> float:
     # The command name (field 2) may hold spaces: count fields after its closing paren.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children() -> dict[int, list[int]]:
+    """Parent pid → its children's pids, for every process visible in /proc."""
+    out: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        out.setdefault(ppid, []).append(int(entry.name))
+    return out
+
+
+def cpu_readings(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process *and its descendants*.
+
+    A launcher may run a server under a wrapper (a shell that starts the JVM) and a
+    process may have helpers; the work is charged to the name either way. A child's
+    time is in its own /proc/PID/stat while it runs, so the tree is summed, not cutime.
+    A descendant that has a name of its own in ``pids`` is left to that name.
+    """
+    return tree_totals(pids, _children(), cpu_seconds)
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Per thread of ``pid``: thread id → (name, CPU seconds so far). Which part of a
+    process (its event loop, librdkafka's threads, a JVM's pools, GC, the JIT) spends
+    the CPU, including time outside any Python or Java frame. Keyed by thread id, not
+    name: names repeat (``comm`` is cut at 15 characters) and change (Cassandra's shared
+    pool renames a thread after the stage it runs)."""
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICKS)
+    return out
 
 
 def machine_busy() -> tuple[float, float]:

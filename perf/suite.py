@@ -47,10 +47,13 @@ KEY_METRICS = {
     "kafka-baseline": ("produce_msgs_per_s", "consume_msgs_per_s"),
     "pipeline": (
         "comments_per_s",
+        "cpu_us_per_comment",
         "lost",
         "duplicated",
-        "p50_ms",
-        "p99_ms",
+        "steady.rate",
+        "steady.cpu_us_per_comment",
+        "steady.p50_ms",
+        "steady.p99_ms",
         "kafka_produce_msgs_per_s",
         "ratio_to_kafka",
     ),
@@ -136,6 +139,14 @@ def _headline(path: Path) -> str:
     return ", ".join(f"{k} {_fmt(metrics.get(k))}" for k in keys) or "written"
 
 
+def _metric(metrics: dict[str, Any], key: str) -> Any:
+    """``metrics[key]``; a dotted key (``steady.p50_ms``) reads a nested phase."""
+    value: Any = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
@@ -193,7 +204,7 @@ def write_summary(
             )
             continue
         cells = ", ".join(
-            f"{k} {_fmt(metrics.get(k))}" for k in KEY_METRICS.get(str(data.get("bench")), ())
+            f"{k} {_fmt(_metric(metrics, k))}" for k in KEY_METRICS.get(str(data.get("bench")), ())
         )
         if name == "pipeline-1-worker":
             cells = f"workers 1: comments_per_s {_fmt(metrics.get('comments_per_s'))}"
