@@ -9,7 +9,10 @@ in order:
 1. **idle** (5 s; quick 3 s): nothing is written; each process's CPU is the stack's
    background (Cassandra's and Kafka's housekeeping, the workers' timers).
 2. **warm-up**: one comment per event until each is in its Redis stream (the workers'
-   tables recovered, caches warm), then a small burst at full speed; no figure.
+   tables recovered, caches warm), then a burst at full speed (20,000; quick 2,000) so
+   the JVMs of Kafka and Cassandra have compiled their hot paths (their JIT compiler
+   threads took more CPU than the work itself in a phase right after a restart); no
+   figure.
 3. **saturation**: 10,000 comments (quick 2,000; ``--comments``) written at full speed.
    ``comments_per_s`` = comments / (last arrival in Redis - first submit), and the CPU
    each process used from the first submit to the last arrival.
@@ -191,7 +194,7 @@ def run(
             wait_publishing(settings, codec, event_ids)
             first_s = time.monotonic() - t
             follower = Follower(settings, event_ids, FOLLOWER_PAUSE_S)
-            warm = produce(settings, codec, _run_comments(event_ids, 300 if quick else 1000))
+            warm = produce(settings, codec, _run_comments(event_ids, 2000 if quick else 20000))
             follower.wait_for({a.comment_id for a in warm.acked}, timeout_s=300)
             follower.stop()
             warm_s = time.monotonic() - t
