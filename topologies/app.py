@@ -207,11 +207,14 @@ class PartitionMemory:
     Cassandra, one query per event on its first comment (every comment before the
     resume offset is there: a batch is acknowledged after Cassandra has it); histories
     by re-reading the partition's recent past (``worker_history_replay`` records).
+    ``epoch``: the partition's epoch as read from (or first written to) its table,
+    0 until then (a table read per batch cost more than the rest of a small batch).
     """
 
-    __slots__ = ("heads", "histories")
+    __slots__ = ("epoch", "heads", "histories")
 
     def __init__(self) -> None:
+        self.epoch = 0
         self.heads: dict[str, tuple[int, ...]] = {}
         self.histories: dict[str, tuple[Post, ...]] = {}
 
@@ -376,11 +379,15 @@ class Runtime:
         self._taken_over -= set(last_message)
 
         def partition_epoch(partition: int) -> int:
+            known = self._memory_of(partition)
+            if known.epoch:
+                return known.epoch
             epoch = int(epochs.get(f"p{partition}") or 0)
             if epoch == 0:
                 epoch = int(time.time() * 1000)
                 with compat.as_current(compat.MessageEvent(last_message[partition])):
                     epochs[f"p{partition}"] = epoch
+            known.epoch = epoch
             return epoch
 
         batch_epochs = {p: partition_epoch(p) for p in last_message}
