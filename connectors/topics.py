@@ -83,14 +83,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             COMMENTS_REJECTED,
             "event_id",
             settings.partitions_rejected,
-            log(7 * DAY_MS, "gzip"),
+            # The same codec as comments.published: a batch's records share one producer,
+            # so one produce request per batch instead of one per codec.
+            log(7 * DAY_MS, "snappy"),
             "dead letters with a reason code",
         ),
         TopicSpec(
             MODERATION_EVENTS,
             "user_id",
             settings.partitions_moderation,
-            log(7 * DAY_MS, "gzip"),
+            log(7 * DAY_MS, "snappy"),
             "CommentModerated: the audit of every decision",
         ),
         TopicSpec(

@@ -57,7 +57,7 @@ def test_topic_configs_follow_the_design_through_the_admin_api(settings: Setting
     submitted = configs[COMMENTS_SUBMITTED]
     assert submitted["retention.ms"] == str(24 * 3600 * 1000)
     assert submitted["compression.type"] == "snappy"
-    assert configs["comments.rejected"]["compression.type"] == "gzip"
+    assert configs["comments.rejected"]["compression.type"] == "snappy"
     assert configs["analytics.events"]["compression.type"] == "lz4"
     assert configs["analytics.events"]["retention.ms"] == str(30 * 24 * 3600 * 1000)
     assert configs["events.settings"]["cleanup.policy"] == "compact"
