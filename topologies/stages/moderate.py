@@ -468,7 +468,11 @@ class ModelEngine:
             log.exception("moderation model %s failed on a batch of %d", name, n)
             failed.add(name)
             return np.zeros(n, dtype=np.float32)
-        clipped: np.ndarray = np.clip(np.nan_to_num(scores, nan=1.0), 0.0, 1.0)
+        # NaN (a broken model) counts as certain; everything into [0, 1]. Plain ufuncs:
+        # np.nan_to_num and np.clip cost ≈ 25 µs a call in Python wrappers, per batch.
+        clipped: np.ndarray = np.where(np.isnan(scores), np.float32(1.0), scores)
+        np.maximum(clipped, 0.0, out=clipped)
+        np.minimum(clipped, 1.0, out=clipped)
         return clipped
 
     def _detect(self, texts: list[str], failed: set[str]) -> list[str | None]:
