@@ -56,6 +56,7 @@ from connectors.topics import (
     USERS_PROFILES,
 )
 from gateways.auth import Identity
+from gateways.error_codes import MODERATION_CODES, http_status, sentence
 from schemas.codec import AvroCodec
 from schemas.records import (
     CommentRetracted,
@@ -78,14 +79,7 @@ FIND_BY_ID_ROWS: Final = 2_000
 FAR_POSITION: Final = 2**62
 
 CODES: Final[dict[str, tuple[int, str]]] = {
-    "not_authorized": (403, "this identity may not do that"),
-    "event_not_found": (404, "no such event"),
-    "comment_not_found": (404, "no such comment (or no such held comment)"),
-    "user_not_found": (404, "no such user"),
-    "already_reviewed": (409, "a moderator has already decided about this held comment"),
-    "invalid_field": (400, "a field has the wrong type or value"),
-    "missing_field": (400, "a required field is missing"),
-    "post_failed": (503, "Kafka did not take the record; retry"),
+    code: (http_status(code), sentence(code)) for code in MODERATION_CODES
 }
 """The codes a moderator action can fail with: status and the default sentence."""
 
