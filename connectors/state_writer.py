@@ -2,7 +2,7 @@
 
 ``events.settings`` holds each event's current :class:`LiveEvent`, ``users.profiles``
 each user's :class:`UserProfile`; the newest record per key wins. Workers follow both
-topics (``topologies/state.py``), so a change reaches validate and moderate within a
+topics (``connectors/state_reader.py``), so a change reaches validate and moderate within a
 moment, without a restart.
 """
 

@@ -13,7 +13,7 @@ Build one per process, from what the edge already holds::
     result = await actions.review(identity, "final-2026", 49533, "approve")
 
 ``event`` and ``user`` should answer with the *latest* record (e.g. ``await
-state.sync(); return state.user(user_id)`` on ``topologies.state.GlobalState``):
+state.sync(); return state.user(user_id)`` on ``connectors.state_reader.StateReader``):
 a ban or a timeout is a read-modify-write of the user's ``UserProfile``, and starting
 from a stale profile would undo a change made a moment ago elsewhere. ``written``,
 when given, is awaited after each write to ``users.profiles`` or ``events.settings``,

@@ -125,7 +125,7 @@ class Poster:
         self._codec = codec
         self._producer = producer
         self._redis = redis
-        self._state = state  # topologies.state.GlobalState: event(), user(), sync()
+        self._state = state  # connectors.state_reader.StateReader: event(), user(), sync()
         self._gateway_id = gateway_id
         self._limits = limits
         self._nonce_ttl_s = nonce_ttl_s

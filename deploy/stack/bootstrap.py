@@ -9,7 +9,7 @@ import time
 
 from deploy.settings import Settings
 from deploy.stack.errors import StackError
-from deploy.stack.launcher import Progress
+from deploy.stack.progress import Progress
 
 
 def run(settings: Settings, progress: Progress) -> None:

@@ -106,8 +106,8 @@ class Backends:
     async def start(self) -> None:
         from connectors.cassandra_store import CommentStore
         from connectors.kafka_admin import admin_client
+        from connectors.state_reader import StateReader
         from connectors.state_writer import StateWriter
-        from topologies.state import GlobalState
 
         s = self.settings
         self.redis = aioredis.Redis.from_url(s.redis_address, socket_timeout=10)
@@ -117,7 +117,7 @@ class Backends:
         self.store = await asyncio.to_thread(CommentStore, s)
         self.producer = OutputProducer(s)
         await self.producer.start()
-        self.state = GlobalState(s, self.codec)
+        self.state = StateReader(s, self.codec)
         await self.state.start()
         await self.state.ready.wait()
         self.writer = StateWriter(s, self.codec)
