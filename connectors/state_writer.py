@@ -8,7 +8,6 @@ moment, without a restart.
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,10 +19,6 @@ from schemas.codec import AvroCodec
 from schemas.records import LiveEvent, UserProfile
 
 R = TypeVar("R", LiveEvent, UserProfile)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class StateWriter:

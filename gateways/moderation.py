@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Final, Protocol
@@ -57,6 +56,7 @@ from connectors.topics import (
 )
 from gateways.auth import Identity
 from gateways.error_codes import MODERATION_CODES, http_status, sentence
+from schemas.clock import now_ms
 from schemas.codec import AvroCodec
 from schemas.records import (
     CommentRetracted,
@@ -126,10 +126,6 @@ class Store(Protocol):
     async def after(self, event_id: str, position: int, limit: int) -> list[Any]: ...
 
     async def before(self, event_id: str, position: int, limit: int) -> list[Any]: ...
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # -- pure: validation ----------------------------------------------------------------------

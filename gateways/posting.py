@@ -34,7 +34,7 @@ from connectors.topics import COMMENTS_SUBMITTED
 from gateways.auth import Identity
 from schemas.codec import AvroCodec
 from schemas.records import CommentSubmitted, LiveEvent, UserProfile
-from topologies.stages.validate import Limits, Rejected, validate
+from topologies.stages.validate import CommentLimits, Rejected, validate
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ACKED: Final = "|acked"
@@ -77,7 +77,7 @@ def check_envelope(
     *,
     event: LiveEvent | None,
     user: UserProfile | None,
-    limits: Limits,
+    limits: CommentLimits,
 ) -> CommentSubmitted:
     """The comment with its text normalised, or :class:`PostError` with the pipeline's
     reason code (``empty_text``, ``text_too_long``, ``event_not_found`` for an unknown
@@ -85,7 +85,7 @@ def check_envelope(
     the timeout as ``retry_after_ms``, ``members_only``, ``invalid_field``)."""
     verdict = validate(comment, offset=0, event=event, user=user, history=(), limits=limits)
     if isinstance(verdict, Rejected):
-        code = "event_not_found" if verdict.reason == "unknown_event" else verdict.reason
+        code = verdict.reason
         if code == "missing_field":
             code = "invalid_field"
         retry_after_ms = None
@@ -118,7 +118,7 @@ class Poster:
         redis: Any,
         state: Any,
         gateway_id: str,
-        limits: Limits,
+        limits: CommentLimits,
         nonce_ttl_s: int,
         produce_timeout_s: float = 30.0,
     ) -> None:

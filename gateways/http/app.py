@@ -45,6 +45,7 @@ from gateways.http.errors import ApiError, error_body, error_headers, from_valid
 from gateways.moderation import ModerationError, ModeratorActions, event_view
 from gateways.posting import Poster, PostError, pending_view
 from gateways.protocol import MAX_NONCE, SUBPROTOCOL, PostRate
+from schemas.clock import now_ms
 from schemas.codec import AvroCodec
 from schemas.records import (
     EventStatus,
@@ -54,7 +55,7 @@ from schemas.records import (
     Strictness,
     UserProfile,
 )
-from topologies.stages.validate import Limits as PostLimits
+from topologies.stages.validate import CommentLimits
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,6 @@ PAGES = Counter("api_history_pages_total", "history pages served by kind", ["kin
 BEARER: Final = "bearer "
 Auth = Annotated[str | None, Header(description="`Bearer <JWT>`")]
 HeldPosition = Annotated[int, InPath(ge=0, lt=2**62, description="the held comment's position")]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Backends:
@@ -128,7 +125,9 @@ class Backends:
             redis=self.redis,
             state=self.state,
             gateway_id=self.api_id,
-            limits=PostLimits(max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute),
+            limits=CommentLimits(
+                max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute
+            ),
             nonce_ttl_s=s.gateway_nonce_ttl_s,
         )
         self.actions = ModeratorActions(
@@ -663,14 +662,24 @@ def create_app(settings: Settings, *, port: int | None = None) -> ASGIApp:
         return found
 
     @app.post(
-        "/v1/events/{event_id}/retractions",
+        "/v1/events/{event_id}/removals",
         tags=["moderation"],
         status_code=202,
-        response_model=m.RetractionOut,
+        response_model=m.RemovalOut,
         summary="remove a comment (or every comment of a user) from every tier; moderators",
         responses=authed,
     )
-    async def retract(event_id: str, body: m.RetractionIn, authorization: Auth = None) -> Response:
+    @app.post(
+        # The first name of this resource, kept for clients written against it.
+        "/v1/events/{event_id}/retractions",
+        tags=["moderation"],
+        status_code=202,
+        response_model=m.RemovalOut,
+        summary="the old name of `/removals`",
+        responses=authed,
+        deprecated=True,
+    )
+    async def remove(event_id: str, body: m.RemovalIn, authorization: Auth = None) -> Response:
         who = moderator(authorization)
         checked_event_id(event_id)
         done = await actions().remove(

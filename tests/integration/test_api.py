@@ -262,6 +262,7 @@ def test_a_retracted_comment_is_marked_removed_in_history(
     page_url = f"/v1/events/{event_id}/comments?after=-1&limit=3"
     tag = http.get(page_url).headers["etag"]
     target = items[1]
+    # The old name still answers (and checks the role) like the new one.
     refused = http.post(
         f"/v1/events/{event_id}/retractions",
         json={"user_id": "carol", "comment_id": target["comment_id"]},
@@ -269,7 +270,7 @@ def test_a_retracted_comment_is_marked_removed_in_history(
     )
     assert refused.status_code == 403 and error_code(refused) == "not_authorized"
     r = http.post(
-        f"/v1/events/{event_id}/retractions",
+        f"/v1/events/{event_id}/removals",
         json={
             "user_id": "carol",
             "comment_id": target["comment_id"],

@@ -351,6 +351,7 @@ def test_only_moderators_moderate(
         ("POST", "/v1/users/someone/hide", None),
         ("DELETE", "/v1/users/someone/hide", None),
         ("GET", "/v1/users/someone/moderation", None),
+        ("POST", f"/v1/events/{event_id}/removals", {"user_id": "x", "position": 1}),
         ("POST", f"/v1/events/{event_id}/retractions", {"user_id": "x", "position": 1}),
     ]
     for method, url, body in calls:
