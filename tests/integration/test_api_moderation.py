@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api import ApiProcess, bearer, error_code, start_api
+from support import ApiProcess, bearer, error_code, start_api, wait_until
 
 from connectors.cassandra_store import CommentStore
 from connectors.state_writer import StateWriter
@@ -96,16 +96,6 @@ def history(http: httpx.Client, event_id: str) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
-
-
-def wait_until(what: str, probe: Callable[[], Any], within_s: float = PIPELINE_S) -> Any:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {within_s:.0f}s")
 
 
 def wait_published(http: httpx.Client, event_id: str, comment_id: str) -> dict[str, Any]:

@@ -17,12 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api import ApiProcess, bearer, free_port, pipeline, start_api
+from support import ApiProcess, bearer, free_port, start_api
 
 from deploy.settings import Settings
 from perf.processes import Worker
-
-__all__ = ["pipeline"]  # the module-scoped workers fixture of test_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 
