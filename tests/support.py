@@ -10,21 +10,19 @@ import asyncio
 import contextlib
 import inspect
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from deploy.settings import Settings
 from gateways.auth import mint_token
-from perf.processes import Worker, start_worker, wait_assigned
+from perf.processes import Child, Worker, start_worker, wait_assigned
 
 T = TypeVar("T")
 
@@ -97,23 +95,14 @@ def free_port() -> int:
 
 
 @dataclass
-class ApiProcess:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
+class ApiProcess(Child):
+    """A ``livecomments api`` process (``index`` unused: one API per module)."""
+
+    port: int = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
 
 
 def start_api(settings: Settings, env: dict[str, str] | None = None) -> ApiProcess:
@@ -131,7 +120,7 @@ def start_api(settings: Settings, env: dict[str, str] | None = None) -> ApiProce
             start_new_session=True,
             env={**os.environ, **(env or {})},
         )
-    api = ApiProcess(port, proc, log)
+    api = ApiProcess(0, proc, log, port)
 
     def ready() -> bool:
         if proc.poll() is not None:

@@ -21,22 +21,11 @@ from support import ApiProcess, bearer, error_code, start_api, wait_until
 from connectors.cassandra_store import CommentStore
 from connectors.state_writer import StateWriter
 from deploy.settings import Settings
-from perf.processes import Worker, start_worker, wait_assigned, wait_state_applied
+from perf.processes import Worker, wait_state_applied
 from schemas.codec import AvroCodec
 from schemas.records import UserProfile
 
 PIPELINE_S = 120.0  # 2 cores shared with other stacks: the pipeline may be slow, not wrong
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack: Settings) -> Iterator[list[Worker]]:
-    started = [start_worker(stack, i) for i in range(2)]
-    try:
-        wait_assigned(stack, started, stack.partitions_comments)
-        yield started
-    finally:
-        for w in started:
-            w.stop()
 
 
 @pytest.fixture(scope="module")
