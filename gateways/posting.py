@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,6 +31,7 @@ from aiokafka.errors import KafkaError
 from connectors.kafka_producer import OutputProducer
 from connectors.topics import COMMENTS_SUBMITTED
 from gateways.auth import Identity
+from schemas import clock
 from schemas.codec import AvroCodec
 from schemas.records import CommentSubmitted, LiveEvent, UserProfile
 from topologies.stages.validate import CommentLimits, Rejected, validate
@@ -43,7 +43,7 @@ _ACKED: Final = "|acked"
 def new_comment_id(now_ms: int | None = None) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base-32
     characters. Sorting ids sorts by submission time (to the millisecond)."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    ms = clock.now_ms() if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):
@@ -143,7 +143,7 @@ class Poster:
         now_ms: int | None = None,
     ) -> Posted:
         """Produce the comment and return once Kafka acknowledged it."""
-        now = int(time.time() * 1000) if now_ms is None else now_ms
+        now = clock.now_ms() if now_ms is None else now_ms
         if not identity.can_post:
             raise PostError("not_authorized", "anonymous viewers cannot post")
         draft = CommentSubmitted(
