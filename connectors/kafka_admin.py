@@ -13,7 +13,7 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from connectors.topics import TopicSpec
+from connectors.topics import KafkaTopic
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ def admin_client(bootstrap: str) -> AdminClient:
 
 
 def ensure_topics(
-    admin: AdminClient, specs: list[TopicSpec], replication_factor: int, timeout_s: float = 30.0
+    admin: AdminClient, specs: list[KafkaTopic], replication_factor: int, timeout_s: float = 30.0
 ) -> TopicReport:
     """Create missing topics; bring configs of existing ones to the spec.
 

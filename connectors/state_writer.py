@@ -2,13 +2,12 @@
 
 ``events.settings`` holds each event's current :class:`LiveEvent`, ``users.profiles``
 each user's :class:`UserProfile`; the newest record per key wins. Workers follow both
-topics (``topologies/state.py``), so a change reaches validate and moderate within a
+topics (``connectors/state_reader.py``), so a change reaches validate and moderate within a
 moment, without a restart.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,10 +19,6 @@ from schemas.codec import AvroCodec
 from schemas.records import LiveEvent, UserProfile
 
 R = TypeVar("R", LiveEvent, UserProfile)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class StateWriter:

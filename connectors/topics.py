@@ -1,6 +1,7 @@
-"""Every Kafka topic of the product, with its key and configs (DESIGN.md, Topics).
+"""Every Kafka topic of the product with its partitions and configs (DESIGN.md, Topics).
 
-The one place topic names are spelled. Partition counts come from settings: production
+What a topic is (name, key field, value schema) is spelled once in ``schemas.names``;
+this module adds how it is deployed. Partition counts come from settings: production
 uses the DESIGN.md figures (100 for the comment topics); a laptop uses a handful.
 """
 
@@ -9,111 +10,97 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploy.settings import Settings
+from schemas.names import (
+    ANALYTICS_EVENTS,
+    COMMENTS_DELIVERED,
+    COMMENTS_PUBLISHED,
+    COMMENTS_REJECTED,
+    COMMENTS_RETRACTED,
+    COMMENTS_SUBMITTED,
+    EVENTS_SETTINGS,
+    MODERATION_EVENTS,
+    TOPICS_BY_NAME,
+    USERS_PROFILES,
+    TopicSpec,
+)
+
+# Re-exported: callers have long imported topic names from here.
+__all__ = [
+    "ANALYTICS_EVENTS",
+    "COMMENTS_DELIVERED",
+    "COMMENTS_PUBLISHED",
+    "COMMENTS_REJECTED",
+    "COMMENTS_RETRACTED",
+    "COMMENTS_SUBMITTED",
+    "DAY_MS",
+    "EVENTS_SETTINGS",
+    "HOUR_MS",
+    "MODERATION_EVENTS",
+    "USERS_PROFILES",
+    "KafkaTopic",
+    "TopicSpec",
+    "kafka_topics",
+    "topic_specs",
+]
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 
-COMMENTS_SUBMITTED = "comments.submitted"
-COMMENTS_PUBLISHED = "comments.published"
-COMMENTS_RETRACTED = "comments.retracted"
-COMMENTS_REJECTED = "comments.rejected"
-COMMENTS_DELIVERED = "comments.delivered"
-MODERATION_EVENTS = "moderation.events"
-ANALYTICS_EVENTS = "analytics.events"
-EVENTS_SETTINGS = "events.settings"
-USERS_PROFILES = "users.profiles"
-
 
 @dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    key: str
+class KafkaTopic:
+    """A topic as created in Kafka: its spec plus partitions and topic configs."""
+
+    spec: TopicSpec
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
-    doc: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.topic
+
+    @property
+    def key(self) -> str:
+        return self.spec.key_field
+
+    @property
+    def doc(self) -> str:
+        return self.spec.doc
 
 
-def topic_specs(settings: Settings) -> list[TopicSpec]:
+def kafka_topics(settings: Settings) -> list[KafkaTopic]:
     comments = settings.partitions_comments
+    min_isr = str(min(2, settings.replication_factor))
 
     def log(retention_ms: int, compression: str) -> dict[str, str]:
         return {
             "cleanup.policy": "delete",
             "retention.ms": str(retention_ms),
             "compression.type": compression,
-            "min.insync.replicas": str(min(2, settings.replication_factor)),
+            "min.insync.replicas": min_isr,
         }
 
     compacted = {
         "cleanup.policy": "compact",
         "min.compaction.lag.ms": "0",
         "segment.ms": str(HOUR_MS),
-        "min.insync.replicas": str(min(2, settings.replication_factor)),
+        "min.insync.replicas": min_isr,
     }
-    return [
-        TopicSpec(
-            COMMENTS_SUBMITTED,
-            "event_id",
-            comments,
-            log(DAY_MS, "snappy"),
-            "write path: CommentSubmitted from the gateways",
-        ),
-        TopicSpec(
-            COMMENTS_PUBLISHED,
-            "event_id",
-            comments,
-            log(DAY_MS, "snappy"),
-            "replay tier: CommentPublished with position and epoch",
-        ),
-        TopicSpec(
-            COMMENTS_RETRACTED,
-            "event_id",
-            comments,
-            log(7 * DAY_MS, "snappy"),
-            "CommentRetracted: removals and bans, to every tier",
-        ),
-        TopicSpec(
-            COMMENTS_DELIVERED,
-            "event_id",
-            comments,
-            log(7 * DAY_MS, "lz4"),
-            "CommentDelivered: delivery receipts from the gateways",
-        ),
-        TopicSpec(
-            COMMENTS_REJECTED,
-            "event_id",
-            settings.partitions_rejected,
-            # The same codec as comments.published: a batch's records share one producer,
-            # so one produce request per batch instead of one per codec.
-            log(7 * DAY_MS, "snappy"),
-            "dead letters with a reason code",
-        ),
-        TopicSpec(
-            MODERATION_EVENTS,
-            "user_id",
-            settings.partitions_moderation,
-            log(7 * DAY_MS, "snappy"),
-            "CommentModerated: the audit of every decision",
-        ),
-        TopicSpec(
-            ANALYTICS_EVENTS,
-            "event_type",
-            settings.partitions_analytics,
-            log(30 * DAY_MS, "lz4"),
-            "AnalyticsEvent windows for data teams",
-        ),
-        TopicSpec(
-            EVENTS_SETTINGS,
-            "event_id",
-            settings.partitions_state,
-            dict(compacted),
-            "LiveEvent: event-sourced state of events (compacted)",
-        ),
-        TopicSpec(
-            USERS_PROFILES,
-            "user_id",
-            settings.partitions_state,
-            dict(compacted),
-            "UserProfile: event-sourced state of users (compacted)",
-        ),
+    layout: list[tuple[str, int, dict[str, str]]] = [
+        (COMMENTS_SUBMITTED, comments, log(DAY_MS, "snappy")),
+        (COMMENTS_PUBLISHED, comments, log(DAY_MS, "snappy")),
+        (COMMENTS_RETRACTED, comments, log(7 * DAY_MS, "snappy")),
+        (COMMENTS_DELIVERED, comments, log(7 * DAY_MS, "lz4")),
+        # The same codec as comments.published: a batch's records share one producer,
+        # so one produce request per batch instead of one per codec.
+        (COMMENTS_REJECTED, settings.partitions_rejected, log(7 * DAY_MS, "snappy")),
+        (MODERATION_EVENTS, settings.partitions_moderation, log(7 * DAY_MS, "snappy")),
+        (ANALYTICS_EVENTS, settings.partitions_analytics, log(30 * DAY_MS, "lz4")),
+        (EVENTS_SETTINGS, settings.partitions_state, dict(compacted)),
+        (USERS_PROFILES, settings.partitions_state, dict(compacted)),
     ]
+    return [KafkaTopic(TOPICS_BY_NAME[name], parts, config) for name, parts, config in layout]
+
+
+# The old name, kept for callers not yet moved (connectors/kafka_producer.py).
+topic_specs = kafka_topics

@@ -73,7 +73,8 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from connectors.state_writer import StateWriter, now_ms
+    from connectors.state_writer import StateWriter
+    from schemas.clock import now_ms
     from schemas.codec import AvroCodec
 
     with AvroCodec(settings) as codec:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -32,9 +31,10 @@ from aiokafka.errors import KafkaError
 from connectors.kafka_producer import OutputProducer
 from connectors.topics import COMMENTS_SUBMITTED
 from gateways.auth import Identity
+from schemas import clock
 from schemas.codec import AvroCodec
 from schemas.records import CommentSubmitted, LiveEvent, UserProfile
-from topologies.stages.validate import Limits, Rejected, validate
+from topologies.stages.validate import CommentLimits, Rejected, validate
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _ACKED: Final = "|acked"
@@ -43,7 +43,7 @@ _ACKED: Final = "|acked"
 def new_comment_id(now_ms: int | None = None) -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, 26 Crockford base-32
     characters. Sorting ids sorts by submission time (to the millisecond)."""
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    ms = clock.now_ms() if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):
@@ -77,7 +77,7 @@ def check_envelope(
     *,
     event: LiveEvent | None,
     user: UserProfile | None,
-    limits: Limits,
+    limits: CommentLimits,
 ) -> CommentSubmitted:
     """The comment with its text normalised, or :class:`PostError` with the pipeline's
     reason code (``empty_text``, ``text_too_long``, ``event_not_found`` for an unknown
@@ -85,7 +85,7 @@ def check_envelope(
     the timeout as ``retry_after_ms``, ``members_only``, ``invalid_field``)."""
     verdict = validate(comment, offset=0, event=event, user=user, history=(), limits=limits)
     if isinstance(verdict, Rejected):
-        code = "event_not_found" if verdict.reason == "unknown_event" else verdict.reason
+        code = verdict.reason
         if code == "missing_field":
             code = "invalid_field"
         retry_after_ms = None
@@ -118,14 +118,14 @@ class Poster:
         redis: Any,
         state: Any,
         gateway_id: str,
-        limits: Limits,
+        limits: CommentLimits,
         nonce_ttl_s: int,
         produce_timeout_s: float = 30.0,
     ) -> None:
         self._codec = codec
         self._producer = producer
         self._redis = redis
-        self._state = state  # topologies.state.GlobalState: event(), user(), sync()
+        self._state = state  # connectors.state_reader.StateReader: event(), user(), sync()
         self._gateway_id = gateway_id
         self._limits = limits
         self._nonce_ttl_s = nonce_ttl_s
@@ -143,7 +143,7 @@ class Poster:
         now_ms: int | None = None,
     ) -> Posted:
         """Produce the comment and return once Kafka acknowledged it."""
-        now = int(time.time() * 1000) if now_ms is None else now_ms
+        now = clock.now_ms() if now_ms is None else now_ms
         if not identity.can_post:
             raise PostError("not_authorized", "anonymous viewers cannot post")
         draft = CommentSubmitted(

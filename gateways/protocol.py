@@ -31,50 +31,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from gateways import error_codes as E
 from gateways.auth import ANONYMOUS_VIEWER, AuthError, Identity
 
 SUBPROTOCOL: Final = "livecomments.v1"
 
-CLOSE_NORMAL: Final = 1000
-CLOSE_GOING_AWAY: Final = 1001  # drain: reconnect elsewhere
-CLOSE_MESSAGE_TOO_BIG: Final = 1009
-CLOSE_INTERNAL_ERROR: Final = 1011
-CLOSE_AUTH_TIMEOUT: Final = 4001
-CLOSE_TOKEN_EXPIRED: Final = 4002
-CLOSE_BAD_TOKEN: Final = 4003
-CLOSE_IDLE: Final = 4004
-CLOSE_SLOW_CONSUMER: Final = 4008
-
-ERROR_CODES: Final[dict[str, str]] = {
-    "bad_json": "the frame is not a JSON object",
-    "binary_not_supported": "binary frames are not part of livecomments.v1; send JSON text",
-    "unknown_type": "no such message type",
-    "missing_field": "a required field is missing",
-    "invalid_field": "a field has the wrong type or value",
-    "message_too_large": "the frame is larger than the gateway accepts",
-    "not_authenticated": "send `auth` first",
-    "auth_timeout": "no `auth` in time",
-    "bad_token": "the token was refused",
-    "token_expired": "the token has expired",
-    "not_authorized": "this identity may not do that",
-    "rate_limited": "too many requests; retry after `retry_after_ms`",
-    "too_many_events": "this connection has joined as many events as it may",
-    "not_joined": "join the event first",
-    "event_not_found": "no such event",
-    "event_not_live": "the event does not take comments now",
-    "empty_text": "the comment has no visible text",
-    "text_too_long": "the comment is too long",
-    "user_banned": "the user is banned",
-    "user_timed_out": "the user is timed out",
-    "members_only": "only members may post in this event",
-    "post_failed": "the comment could not be stored; retry with the same nonce",
-    "unavailable": "a server the gateway needs is not answering; retry later",
-    "comment_not_found": "no such comment in this event",
-    "user_not_found": "no such user",
-    "already_reviewed": "a moderator already decided about this held comment",
-    "idle_timeout": "nothing sent and nothing joined for too long",
-    "slow_consumer": "the connection could not keep up with its events",
-}
+# The close codes and the error sentences come from the one table of error codes.
+CLOSE_NORMAL: Final = E.CLOSE_NORMAL
+CLOSE_GOING_AWAY: Final = E.CLOSE_GOING_AWAY
+CLOSE_MESSAGE_TOO_BIG: Final = E.CLOSE_MESSAGE_TOO_BIG
+CLOSE_INTERNAL_ERROR: Final = E.CLOSE_INTERNAL_ERROR
+CLOSE_AUTH_TIMEOUT: Final = E.CLOSE_AUTH_TIMEOUT
+CLOSE_TOKEN_EXPIRED: Final = E.CLOSE_TOKEN_EXPIRED
+CLOSE_BAD_TOKEN: Final = E.CLOSE_BAD_TOKEN
+CLOSE_IDLE: Final = E.CLOSE_IDLE
+CLOSE_SLOW_CONSUMER: Final = E.CLOSE_SLOW_CONSUMER
+ERROR_CODES: Final[dict[str, str]] = E.websocket_sentences()
 
 Mode = Literal["all", "top"]
 MODES: Final = ("all", "top")

@@ -28,8 +28,9 @@ names arrives. A retraction carries the comment's ``position`` when known, so cl
 place it without a lookup.
 
 ``comments.delivered`` is new beside DESIGN.md's table: gateways' delivery receipts for
-delivery analytics (reach and latency), keyed by event_id. Topic names are spelled in
-``connectors.topics``, which also creates the topics.
+delivery analytics (reach and latency), keyed by event_id. Topic names, key fields and
+the namespace are spelled in ``schemas.names``; ``connectors.topics`` adds each topic's
+partitions and configs and creates them.
 """
 
 from __future__ import annotations
@@ -44,55 +45,14 @@ from typing import Any
 import fastavro
 from fastavro.types import Schema
 
-from connectors.topics import (
-    ANALYTICS_EVENTS,
-    COMMENTS_DELIVERED,
-    COMMENTS_PUBLISHED,
-    COMMENTS_REJECTED,
-    COMMENTS_RETRACTED,
-    COMMENTS_SUBMITTED,
-    EVENTS_SETTINGS,
-    MODERATION_EVENTS,
-    USERS_PROFILES,
-)
+from schemas.names import TOPICS, TopicSpec
 from schemas.records import RECORD_TYPES, AvroRecord
 
-_NAMESPACE = "livecomments.v1"
+__all__ = ["TOPICS", "Catalog", "SchemaEntry", "TopicSpec", "full_name", "load_catalog"]
 
 # The codec treats timestamps as plain longs: the logical type changes nothing in the
 # binary encoding, and dropping it spares a datetime round trip per timestamp per record.
 _WIRE_DROPPED_LOGICAL_TYPES = frozenset({"timestamp-millis"})
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    """A topic, the value field its key is taken from, and its value schema."""
-
-    topic: str
-    key_field: str
-    value_schema: str
-
-    def subject(self, topic_prefix: str = "") -> str:
-        """Registry subject of the value schema (TopicNameStrategy)."""
-        return f"{topic_prefix}{self.topic}-value"
-
-    def key_of(self, record: AvroRecord) -> bytes | None:
-        """The Kafka key for ``record``: its key field as UTF-8, or None if unset."""
-        value = getattr(record, self.key_field)
-        return None if value is None else str(value).encode()
-
-
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec(COMMENTS_SUBMITTED, "event_id", f"{_NAMESPACE}.CommentSubmitted"),
-    TopicSpec(MODERATION_EVENTS, "user_id", f"{_NAMESPACE}.CommentModerated"),
-    TopicSpec(COMMENTS_PUBLISHED, "event_id", f"{_NAMESPACE}.CommentPublished"),
-    TopicSpec(COMMENTS_RETRACTED, "event_id", f"{_NAMESPACE}.CommentRetracted"),
-    TopicSpec(COMMENTS_DELIVERED, "event_id", f"{_NAMESPACE}.CommentDelivered"),
-    TopicSpec(COMMENTS_REJECTED, "event_id", f"{_NAMESPACE}.CommentRejected"),
-    TopicSpec(ANALYTICS_EVENTS, "event_type", f"{_NAMESPACE}.AnalyticsEvent"),
-    TopicSpec(EVENTS_SETTINGS, "event_id", f"{_NAMESPACE}.LiveEvent"),
-    TopicSpec(USERS_PROFILES, "user_id", f"{_NAMESPACE}.UserProfile"),
-)
 
 
 @dataclass(frozen=True, slots=True)

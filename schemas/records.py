@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self, TypeAlias, TypeVar
 
+from schemas.names import NAMESPACE
+
 EpochMillis: TypeAlias = int
 """UTC milliseconds since the Unix epoch (Avro ``timestamp-millis``)."""
-
-NAMESPACE = "livecomments.v1"
 
 
 class AvroRecord(Protocol):

@@ -37,8 +37,8 @@ from topologies.stages.publish import UNKNOWN, advance, previous_for, publish
 from topologies.stages.validate import (
     HISTORY_KEPT,
     Accepted,
-    Limits,
-    Post,
+    CommentLimits,
+    PastPost,
     remember,
     validate,
 )
@@ -81,7 +81,7 @@ class BatchPlan:
     # Comments held for review, with their position: the review queue's new rows.
     held: list[tuple[int, CommentModerated]] = field(default_factory=list)
     # State to write back, one value per key (the last one of the batch).
-    histories: dict[str, tuple[Post, ...]] = field(default_factory=dict)
+    histories: dict[str, tuple[PastPost, ...]] = field(default_factory=dict)
     heads: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # The source partition of each state key above (its changelog partition).
     partition_of: dict[str, int] = field(default_factory=dict)
@@ -96,7 +96,7 @@ def history_key(event_id: str, user_id: str) -> str:
 
 
 class CommentProcessor:
-    def __init__(self, engine: ModerationEngine, limits: Limits) -> None:
+    def __init__(self, engine: ModerationEngine, limits: CommentLimits) -> None:
         self.engine = engine
         self.limits = limits
 
@@ -106,7 +106,7 @@ class CommentProcessor:
         *,
         events: Callable[[str], LiveEvent | None],
         users: Callable[[str], UserProfile | None],
-        history: Callable[[str], tuple[Post, ...]],
+        history: Callable[[str], tuple[PastPost, ...]],
         heads: Callable[[str], tuple[int, ...]],
         epochs: Callable[[int], int],
         now_ms: int,
@@ -178,7 +178,7 @@ class CommentProcessor:
             print_ = fingerprint(verdict.comment.text)
             plan.histories[key] = remember(
                 past,
-                Post(item.offset, comment.submitted_at, comment.comment_id, print_),
+                PastPost(item.offset, comment.submitted_at, comment.comment_id, print_),
                 # The rate limit needs a minute's posts: keep at least that many.
                 keep_max=max(HISTORY_KEPT, self.limits.posts_per_minute),
             )
@@ -306,7 +306,7 @@ class CommentProcessor:
             plan.rejected.append(
                 _rejection(
                     item,
-                    "unknown_event",
+                    "event_not_found",
                     f"no event {record.event_id!r}",
                     "review",
                     now_ms,

@@ -9,7 +9,7 @@ import time
 
 from deploy.settings import Settings
 from deploy.stack.errors import StackError
-from deploy.stack.launcher import Progress
+from deploy.stack.progress import Progress
 
 
 def run(settings: Settings, progress: Progress) -> None:
@@ -22,12 +22,12 @@ def topics(settings: Settings, progress: Progress) -> None:
     from confluent_kafka import KafkaException
 
     from connectors.kafka_admin import admin_client, ensure_topics
-    from connectors.topics import topic_specs
+    from connectors.topics import kafka_topics
 
     try:
         report = ensure_topics(
             admin_client(settings.bootstrap_servers),
-            topic_specs(settings),
+            kafka_topics(settings),
             settings.replication_factor,
         )
     except KafkaException as e:

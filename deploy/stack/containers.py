@@ -21,7 +21,7 @@ from deploy.stack import probes
 from deploy.stack.errors import StackError
 
 if TYPE_CHECKING:
-    from deploy.stack.launcher import Progress
+    from deploy.stack.progress import Progress
 
 IMAGES = {
     "kafka": "apache/kafka:3.9.1",

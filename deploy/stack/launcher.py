@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from deploy.stack import probes
 from deploy.stack.errors import StackError
 from deploy.stack.local import LocalComponent, components
 from deploy.stack.process import pid_alive, port_open, port_owner, rss_bytes
+from deploy.stack.progress import Progress as Progress
 
 NAMES = ("kafka", "cassandra", "redis", "registry")
 
@@ -43,23 +43,6 @@ class ComponentStatus:
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
-
-
-class Progress:
-    """One line per component as it changes state, with seconds since `up` began."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._t0 = time.monotonic()
-        self._lock = threading.Lock()
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self._t0
-
-    def say(self, name: str, what: str) -> None:
-        with self._lock:
-            self._out.write(f"  {name:<10} {what:<48} {self.elapsed():6.1f}s\n")
-            self._out.flush()
 
 
 @contextlib.contextmanager

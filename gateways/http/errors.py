@@ -1,11 +1,10 @@
 """Errors of the HTTP API: the WebSocket protocol's stable codes, each with a status.
 
 Every error answers ``{"error": {"code": ..., "message": ...}}`` (plus ``retry_after_ms``
-where waiting helps, with a ``Retry-After`` header in whole seconds). The codes are the
-ones of ``docs/protocol.md``; the few that only HTTP has (``not_found``,
-``method_not_allowed``, ``event_exists``, ``precondition_failed``, ``internal_error``)
-are listed in ``API_ONLY``; a moderator action's codes (``comment_not_found``,
-``user_not_found``, ``already_reviewed``...) come from ``gateways.moderation``.
+where waiting helps, with a ``Retry-After`` header in whole seconds). Codes, sentences and
+statuses come from the one table, ``gateways.error_codes``; the few codes only HTTP has
+(``not_found``, ``method_not_allowed``, ``event_exists``, ``precondition_failed``,
+``internal_error``) are the table's rows with ``websocket=False``.
 """
 
 from __future__ import annotations
@@ -14,51 +13,14 @@ import json
 import math
 from typing import Any, Final
 
-from gateways.moderation import CODES as MODERATION_CODES
-from gateways.protocol import ERROR_CODES
+from gateways.error_codes import ERRORS, http_status, http_statuses
 
+# Produced from the one table (gateways.error_codes); kept under their old names.
 API_ONLY: Final[dict[str, str]] = {
-    "not_found": "no such resource",
-    "method_not_allowed": "this resource does not take that method",
-    "event_exists": "an event with this id exists already",
-    "precondition_failed": "the resource changed since you read it (If-Match)",
-    "internal_error": "the server failed; the error is logged",
+    row.code: row.sentence for row in ERRORS.values() if not row.websocket
 }
-
-MESSAGES: Final[dict[str, str]] = {
-    **{code: message for code, (_, message) in MODERATION_CODES.items()},
-    **ERROR_CODES,
-    **API_ONLY,
-}
-
-STATUS: Final[dict[str, int]] = {
-    "bad_json": 400,
-    "missing_field": 400,
-    "invalid_field": 400,
-    "not_authenticated": 401,
-    "bad_token": 401,
-    "token_expired": 401,
-    "not_authorized": 403,
-    "user_banned": 403,
-    "user_timed_out": 403,
-    "members_only": 403,
-    "not_found": 404,
-    "event_not_found": 404,
-    "comment_not_found": 404,
-    "user_not_found": 404,
-    "method_not_allowed": 405,
-    "event_not_live": 409,
-    "event_exists": 409,
-    "already_reviewed": 409,
-    "precondition_failed": 412,
-    "message_too_large": 413,
-    "empty_text": 422,
-    "text_too_long": 422,
-    "rate_limited": 429,
-    "internal_error": 500,
-    "post_failed": 503,
-    "unavailable": 503,
-}
+MESSAGES: Final[dict[str, str]] = {row.code: row.sentence for row in ERRORS.values()}
+STATUS: Final[dict[str, int]] = http_statuses()
 
 
 class ApiError(Exception):
@@ -78,7 +40,7 @@ class ApiError(Exception):
 
 
 def status_of(code: str) -> int:
-    return STATUS.get(code, 400)
+    return http_status(code)
 
 
 def error_body(code: str, message: str | None = None, retry_after_ms: int | None = None) -> bytes:

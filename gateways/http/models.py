@@ -131,7 +131,7 @@ EventId = Annotated[
 ]
 
 
-class RetractionIn(BaseModel):
+class RemovalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scope: Literal["comment", "user_comments"] = "comment"
@@ -145,7 +145,7 @@ class RetractionIn(BaseModel):
     reason: Reason | None = Field(None, description="default `removed_by_moderator`")
 
 
-class RetractionOut(BaseModel):
+class RemovalOut(BaseModel):
     event_id: str
     scope: str
     user_id: str

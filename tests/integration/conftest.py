@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import running_workers
 
 from deploy.settings import Settings
-from perf.processes import Worker, start_worker, wait_assigned
+from perf.processes import Worker
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryError
 from schemas.registry import RegistryClient
@@ -75,10 +76,12 @@ def codec(settings: Settings) -> Iterator[AvroCodec]:
 @pytest.fixture()
 def workers(settings: Settings) -> Iterator[list[Worker]]:
     """Two real worker processes owning every partition; stopped after the test."""
-    started = [start_worker(settings, i) for i in range(2)]
-    try:
-        wait_assigned(settings, started, settings.partitions_comments)
+    with running_workers(settings) as started:
         yield started
-    finally:
-        for w in started:
-            w.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack: Settings) -> Iterator[list[Worker]]:
+    """Two real workers for the whole module."""
+    with running_workers(stack) as started:
+        yield started

@@ -3,94 +3,19 @@ real HTTP. Every test makes events of its own."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import ApiProcess, bearer, error_code, start_api
 
 from deploy.settings import Settings
-from gateways.auth import mint_token
-from perf.processes import Worker, start_worker, wait_assigned
+from perf.processes import Worker
 
 POSTS_PER_MINUTE = 5  # the API process's limit in this module: rate limiting is testable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class ApiProcess:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
-def start_api(settings: Settings, env: dict[str, str] | None = None) -> ApiProcess:
-    """``livecomments api`` on a free port; returns once ``/readyz`` says ready."""
-    port = free_port()
-    logs = settings.state_path / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"api-{port}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "api", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-    api = ApiProcess(port, proc, log)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"api exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{api.url}/readyz", timeout=3).status_code == 200:
-                return api
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    api.stop()
-    raise TimeoutError(f"api on {port} not ready; see {log}")
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack: Settings) -> Iterator[list[Worker]]:
-    """Two real workers for the whole module."""
-    started = [start_worker(stack, i) for i in range(2)]
-    try:
-        wait_assigned(stack, started, stack.partitions_comments)
-        yield started
-    finally:
-        for w in started:
-            w.stop()
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +31,6 @@ def http(api: ApiProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-def bearer(settings: Settings, user: str, *roles: str, ttl_s: int = 3600) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(settings, user, roles=roles, ttl_s=ttl_s)}"}
-
-
 @pytest.fixture()
 def new_event(http: httpx.Client, settings: Settings) -> Callable[..., str]:
     def make(**fields: Any) -> str:
@@ -123,10 +44,6 @@ def new_event(http: httpx.Client, settings: Settings) -> Callable[..., str]:
         return event_id
 
     return make
-
-
-def error_code(r: httpx.Response) -> str:
-    return str(r.json()["error"]["code"])
 
 
 def wait_history(
@@ -262,6 +179,7 @@ def test_a_retracted_comment_is_marked_removed_in_history(
     page_url = f"/v1/events/{event_id}/comments?after=-1&limit=3"
     tag = http.get(page_url).headers["etag"]
     target = items[1]
+    # The old name still answers (and checks the role) like the new one.
     refused = http.post(
         f"/v1/events/{event_id}/retractions",
         json={"user_id": "carol", "comment_id": target["comment_id"]},
@@ -269,7 +187,7 @@ def test_a_retracted_comment_is_marked_removed_in_history(
     )
     assert refused.status_code == 403 and error_code(refused) == "not_authorized"
     r = http.post(
-        f"/v1/events/{event_id}/retractions",
+        f"/v1/events/{event_id}/removals",
         json={
             "user_id": "carol",
             "comment_id": target["comment_id"],

@@ -16,27 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api import ApiProcess, bearer, error_code, start_api
+from support import ApiProcess, bearer, error_code, start_api, wait_until
 
 from connectors.cassandra_store import CommentStore
 from connectors.state_writer import StateWriter
 from deploy.settings import Settings
-from perf.processes import Worker, start_worker, wait_assigned, wait_state_applied
+from perf.processes import Worker, wait_state_applied
 from schemas.codec import AvroCodec
 from schemas.records import UserProfile
 
 PIPELINE_S = 120.0  # 2 cores shared with other stacks: the pipeline may be slow, not wrong
-
-
-@pytest.fixture(scope="module")
-def pipeline(stack: Settings) -> Iterator[list[Worker]]:
-    started = [start_worker(stack, i) for i in range(2)]
-    try:
-        wait_assigned(stack, started, stack.partitions_comments)
-        yield started
-    finally:
-        for w in started:
-            w.stop()
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +85,6 @@ def history(http: httpx.Client, event_id: str) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
-
-
-def wait_until(what: str, probe: Callable[[], Any], within_s: float = PIPELINE_S) -> Any:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {within_s:.0f}s")
 
 
 def wait_published(http: httpx.Client, event_id: str, comment_id: str) -> dict[str, Any]:
@@ -351,6 +330,7 @@ def test_only_moderators_moderate(
         ("POST", "/v1/users/someone/hide", None),
         ("DELETE", "/v1/users/someone/hide", None),
         ("GET", "/v1/users/someone/moderation", None),
+        ("POST", f"/v1/events/{event_id}/removals", {"user_id": "x", "position": 1}),
         ("POST", f"/v1/events/{event_id}/retractions", {"user_id": "x", "position": 1}),
     ]
     for method, url, body in calls:

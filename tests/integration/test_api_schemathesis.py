@@ -12,7 +12,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from test_api import ApiProcess, bearer, start_api
+from support import ApiProcess, bearer, start_api
 
 from deploy.settings import Settings
 

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from support import eventually
 from test_gateway import (  # fixtures too: the gateway tests' workers, gateways, events
     Client,
     GatewayProcess,
@@ -71,19 +72,6 @@ async def moderator_actions(
     finally:
         await producer.stop()
         store.close()
-
-
-async def eventually(check: Callable[[], Any], within_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + within_s
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within_s}s")
-        await asyncio.sleep(0.2)
 
 
 def test_toxic_never_reaches_a_viewer_and_a_held_comment_appears_in_order_once_approved(

@@ -166,7 +166,7 @@ def test_poison_and_invalid_comments_are_dead_lettered_and_the_rest_flows(
             if (r.comment_id or "").startswith(prefix) or r.raw in {p[1] for p in poison}:
                 reasons[key] = r
     by_reason = {r.reason for r in reasons.values()}
-    assert {"text_too_long", "unknown_event", "user_banned"} <= by_reason, reasons
+    assert {"text_too_long", "event_not_found", "user_banned"} <= by_reason, reasons
     raw_dead = [r for r in reasons.values() if r.comment_id is None]
     assert {r.raw for r in raw_dead} == {p[1] for p in poison}
     assert all(r.stage == "decode" for r in raw_dead)

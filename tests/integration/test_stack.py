@@ -12,7 +12,7 @@ import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.kafka_admin import admin_client, describe_configs
-from connectors.topics import COMMENTS_SUBMITTED, topic_specs
+from connectors.topics import COMMENTS_SUBMITTED, kafka_topics
 from deploy.settings import Settings
 from deploy.stack import launcher
 
@@ -46,7 +46,7 @@ def test_status_json_lists_every_server_ready_with_address_pid_and_version(
 
 def test_topic_configs_follow_the_design_through_the_admin_api(settings: Settings) -> None:
     admin = admin_client(settings.bootstrap_servers)
-    specs = topic_specs(settings)
+    specs = kafka_topics(settings)
     topics = admin.list_topics(timeout=10).topics
     configs = describe_configs(admin, [s.name for s in specs])
     for spec in specs:
@@ -135,7 +135,7 @@ def test_down_then_up_keeps_topics_rows_offsets_and_schemas(settings: Settings) 
     assert ids_after == ids_before, "schema ids must survive a restart (they are in every record)"
 
     admin = admin_client(settings.bootstrap_servers)
-    assert {s.name for s in topic_specs(settings)} <= set(admin.list_topics(timeout=10).topics)
+    assert {s.name for s in kafka_topics(settings)} <= set(admin.list_topics(timeout=10).topics)
 
     consumer = Consumer(
         {

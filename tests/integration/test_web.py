@@ -3,11 +3,7 @@ against a real API, a real gateway and real workers on the real stack."""
 
 from __future__ import annotations
 
-import os
-import signal
 import struct
-import subprocess
-import sys
 import time
 import uuid
 import zlib
@@ -17,13 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from test_api import ApiProcess, bearer, free_port, pipeline, start_api
+from support import ApiProcess, bearer, start_api
 
 from deploy.settings import Settings
-from perf.processes import Worker
+from perf.processes import Gateway, Worker, start_gateway, wait_healthy
 
-__all__ = ["pipeline"]  # the module-scoped workers fixture of test_api
-
+WEB_GATEWAY = 7
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -85,50 +80,15 @@ def ink(png: bytes) -> tuple[float, int]:
     return 1 - max(counts.values()) / total, len(counts)
 
 
-class Gateway:
-    def __init__(self, settings: Settings) -> None:
-        self.port = free_port()
-        logs = settings.state_path / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        self.log = logs / f"web-gateway-{self.port}.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deploy.cli", "gateway", "--port", str(self.port)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, "LIVECOMMENTS_GATEWAY_PRESENCE_INTERVAL_S": "1"},
-            )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.log.read_text()[-2000:]}")
-            try:
-                r = httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
-                if r.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise TimeoutError(f"gateway not ready; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def gateway(stack: Settings) -> Iterator[Gateway]:
-    g = Gateway(stack)
-    yield g
-    g.stop()
+    # Index 7: a port of its own (gateway_port + 7), apart from other modules' gateways.
+    g = start_gateway(stack, WEB_GATEWAY, {"LIVECOMMENTS_GATEWAY_PRESENCE_INTERVAL_S": "1"})
+    try:
+        wait_healthy(stack, [g], timeout_s=90)
+        yield g
+    finally:
+        g.stop()
 
 
 @pytest.fixture(scope="module")

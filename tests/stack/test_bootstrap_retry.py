@@ -14,7 +14,7 @@ import pytest
 from deploy.settings import Settings
 from deploy.stack import bootstrap
 from deploy.stack.errors import StackError
-from deploy.stack.launcher import Progress
+from deploy.stack.progress import Progress
 
 
 def _closed_port() -> int:

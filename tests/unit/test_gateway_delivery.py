@@ -25,7 +25,7 @@ from gateways.history import (
     stored_entry,
 )
 from schemas.records import CommentSubmitted, EventStatus, LiveEvent, UserProfile
-from topologies.stages.validate import Limits
+from topologies.stages.validate import CommentLimits
 
 
 def comment(position: int, previous: int | None, **fields: Any) -> Entry:
@@ -274,13 +274,13 @@ def test_the_envelope_check_uses_the_pipelines_codes(
     comment: CommentSubmitted, event: LiveEvent | None, user: UserProfile | None, code: str
 ) -> None:
     with pytest.raises(posting.PostError) as e:
-        posting.check_envelope(comment, event=event, user=user, limits=Limits())
+        posting.check_envelope(comment, event=event, user=user, limits=CommentLimits())
     assert e.value.code == code
 
 
 def test_the_envelope_check_normalises_the_text() -> None:
     c = posting.check_envelope(
-        submitted("  hi\u200b  there "), event=live(), user=None, limits=Limits()
+        submitted("  hi\u200b  there "), event=live(), user=None, limits=CommentLimits()
     )
     assert c.text == "hi there"
 
@@ -497,8 +497,11 @@ def test_a_timed_out_user_is_told_how_long_is_left() -> None:
     until = c.submitted_at + 90_000
     user = UserProfile(user_id="u", display_name="U", timeout_until=until, updated_at=0)
     with pytest.raises(posting.PostError) as e:
-        posting.check_envelope(c, event=live(), user=user, limits=Limits())
+        posting.check_envelope(c, event=live(), user=user, limits=CommentLimits())
     assert e.value.code == "user_timed_out"
     assert e.value.retry_after_ms == 90_000
     expired = UserProfile(user_id="u", display_name="U", timeout_until=1, updated_at=0)
-    assert posting.check_envelope(c, event=live(), user=expired, limits=Limits()).text == "hello"
+    assert (
+        posting.check_envelope(c, event=live(), user=expired, limits=CommentLimits()).text
+        == "hello"
+    )

@@ -292,7 +292,7 @@ def test_the_moderate_command_answers_each_json_line() -> None:
 
 def test_the_pipeline_feeds_a_users_recent_posts_to_the_stage(engine: ModelEngine) -> None:
     from topologies.pipeline import CommentProcessor, Incoming, history_key
-    from topologies.stages.validate import Limits, Post
+    from topologies.stages.validate import CommentLimits, PastPost
 
     spam = "check out my channel for daily highlights"
 
@@ -307,8 +307,8 @@ def test_the_pipeline_feeds_a_users_recent_posts_to_the_stage(engine: ModelEngin
         )
         return Incoming("comments.submitted", 0, offset, b"", comment)
 
-    stored: dict[str, tuple[Post, ...]] = {}
-    processor = CommentProcessor(engine, Limits())
+    stored: dict[str, tuple[PastPost, ...]] = {}
+    processor = CommentProcessor(engine, CommentLimits())
 
     def plan(batch: list[Incoming]) -> list[Decision]:
         result = processor.plan(

@@ -31,7 +31,7 @@ from topologies.pipeline import (
 )
 from topologies.stages.moderate import ENGINE_VERSION, Assessment, ModerationInput, RulesEngine
 from topologies.stages.publish import HEADS_KEPT, UNKNOWN
-from topologies.stages.validate import Limits, Post
+from topologies.stages.validate import CommentLimits, PastPost
 
 TOPIC = "comments.submitted"
 NOW = 1_764_300_060_000
@@ -69,9 +69,9 @@ class _Stack:
             "u-eve": _user("u-eve", banned=True),
         }
     )
-    histories: dict[str, tuple[Post, ...]] = field(default_factory=dict)
+    histories: dict[str, tuple[PastPost, ...]] = field(default_factory=dict)
     heads: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    limits: Limits = field(default_factory=Limits)
+    limits: CommentLimits = field(default_factory=CommentLimits)
 
     def plan(
         self, batch: list[Incoming], now_ms: int = NOW, reviews: dict[int, Any] | None = None
@@ -173,7 +173,7 @@ def test_banned_users_and_unknown_events_are_rejected_while_their_neighbours_pub
     assert [c.position for c in plan.published] == [10, 12, 14]
     assert [(r.reason, r.stage, r.source_offset) for r in plan.rejected] == [
         ("user_banned", "validate", 11),
-        ("unknown_event", "validate", 13),
+        ("event_not_found", "validate", 13),
     ]
     banned = plan.rejected[0]
     assert (banned.event_id, banned.comment_id, banned.user_id) == ("evt-1", "c-11", "u-eve")
@@ -349,7 +349,7 @@ def test_a_comment_replayed_with_itself_in_history_is_not_a_duplicate() -> None:
     stack = _Stack()
     stack.events["evt-1"] = _live("evt-1", slow_mode_s=30)
     first = stack.run([_in(5)])
-    assert stack.histories[history_key("evt-1", "u-ada")] == (Post(5, T0 + 5, "c-5"),)
+    assert stack.histories[history_key("evt-1", "u-ada")] == (PastPost(5, T0 + 5, "c-5"),)
     assert stack.run([_in(5)]).published == first.published
 
 
@@ -397,7 +397,7 @@ def test_held_and_blocked_comments_still_count_for_rate_and_duplicates() -> None
     plan = stack.plan([_in(1, "spoiler"), _in(2, "spoiler again", cid="c-1")])
     assert [r.reason for r in plan.rejected] == ["duplicate"]
     assert stack.plan([_in(1, "spoiler")]).histories == {
-        history_key("evt-1", "u-ada"): (Post(1, T0 + 1, "c-1"),)
+        history_key("evt-1", "u-ada"): (PastPost(1, T0 + 1, "c-1"),)
     }
 
 
@@ -410,13 +410,13 @@ def test_histories_follow_the_batch_and_feed_later_comments_of_it() -> None:
     plan = stack.plan([_in(1, at=T0), _in(2, at=T0 + 3_000), _in(3, at=T0 + 10_000)])
     assert [r.reason for r in plan.rejected] == ["slow_mode"]
     assert plan.histories == {
-        history_key("evt-1", "u-ada"): (Post(1, T0, "c-1"), Post(3, T0 + 10_000, "c-3"))
+        history_key("evt-1", "u-ada"): (PastPost(1, T0, "c-1"), PastPost(3, T0 + 10_000, "c-3"))
     }
 
 
 def test_histories_written_back_carry_the_rate_limit_across_batches() -> None:
     stack = _Stack()
-    stack.limits = Limits(posts_per_minute=3)
+    stack.limits = CommentLimits(posts_per_minute=3)
     stack.run([_in(1), _in(2), _in(3)])
     plan = stack.run([_in(4)])
     assert [r.reason for r in plan.rejected] == ["rate_limited"]
@@ -424,7 +424,7 @@ def test_histories_written_back_carry_the_rate_limit_across_batches() -> None:
 
 def test_a_rate_limit_above_the_default_history_size_is_still_enforced() -> None:
     stack = _Stack()
-    stack.limits = Limits(posts_per_minute=100)
+    stack.limits = CommentLimits(posts_per_minute=100)
     stack.run([_in(i, at=T0 + i * 100) for i in range(1, 101)])
     plan = stack.run([_in(101, at=T0 + 101 * 100)])
     assert [r.reason for r in plan.rejected] == ["rate_limited"]
@@ -493,7 +493,7 @@ def test_a_batch_of_only_rejections_never_calls_the_engine() -> None:
             raise AssertionError("no comment should reach moderation")
 
     stack = _Stack()
-    plan = CommentProcessor(Refusing(), Limits()).plan(
+    plan = CommentProcessor(Refusing(), CommentLimits()).plan(
         [_in(1, user="u-eve"), _undecodable(2)],
         events=stack.events.get,
         users=stack.users.get,
@@ -580,7 +580,7 @@ def test_a_rejected_comment_is_never_published() -> None:
 
 def test_a_review_that_decides_nothing_is_dead_lettered_as_already_reviewed() -> None:
     review = _review(7, _held_row(2))
-    plan = CommentProcessor(RulesEngine(), Limits()).plan(
+    plan = CommentProcessor(RulesEngine(), CommentLimits()).plan(
         [review],
         events=_Stack().events.get,
         users=_Stack().users.get,
@@ -644,7 +644,7 @@ class _Scores:
 
 
 def _decide(engine: Any, batch: list[Incoming], stack: _Stack) -> BatchPlan:
-    plan = CommentProcessor(engine, Limits()).plan(
+    plan = CommentProcessor(engine, CommentLimits()).plan(
         batch,
         events=stack.events.get,
         users=stack.users.get,
@@ -674,10 +674,10 @@ def test_strikes_lower_the_review_thresholds_of_that_user_only() -> None:
     stack = _Stack()
     t = T0
     stack.histories[history_key("evt-1", "u-bob")] = (
-        Post(1, t, "c-1", flagged=True),
-        Post(2, t + 1, "c-2", flagged=True),
+        PastPost(1, t, "c-1", flagged=True),
+        PastPost(2, t + 1, "c-2", flagged=True),
     )
-    stack.histories[history_key("evt-1", "u-carl")] = (Post(3, t + 2, "c-3"),)
+    stack.histories[history_key("evt-1", "u-carl")] = (PastPost(3, t + 2, "c-3"),)
     plan = _decide(
         _Scores(spam=0.0, toxicity=0.35),
         [_in(5, "meh", user="u-bob"), _in(6, "meh", user="u-carl")],

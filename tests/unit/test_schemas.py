@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from connectors.topics import topic_specs
+from connectors.topics import kafka_topics
 from deploy.settings import Settings
 from schemas.catalog import TOPICS, load_catalog, parse_wire_schema
 from schemas.records import NAMESPACE
@@ -116,7 +116,7 @@ def test_each_topic_has_one_value_schema_under_the_topic_name_subject() -> None:
 
 
 def test_catalog_keys_agree_with_the_topics_kafka_creates() -> None:
-    for created in topic_specs(Settings()):
+    for created in kafka_topics(Settings()):
         assert created.name in CATALOG.topics, f"{created.name} has no value schema"
         assert CATALOG.topic(created.name).key_field == created.key, created.name
 

@@ -167,14 +167,14 @@ def test_the_length_limit_is_configurable() -> None:
     assert verdict.reason == "text_too_long"
 
 
-def test_a_comment_on_an_event_nobody_knows_is_unknown_event() -> None:
+def test_a_comment_on_an_event_nobody_knows_is_event_not_found() -> None:
     verdict = _rejected(_check(no_event=True))
-    assert verdict.reason == "unknown_event"
+    assert verdict.reason == "event_not_found"
     assert "evt-1" in verdict.detail
 
 
-def test_a_comment_on_a_deleted_event_is_unknown_event() -> None:
-    assert _rejected(_check(event=_event(deleted=True))).reason == "unknown_event"
+def test_a_comment_on_a_deleted_event_is_event_not_found() -> None:
+    assert _rejected(_check(event=_event(deleted=True))).reason == "event_not_found"
 
 
 @pytest.mark.parametrize(
@@ -323,7 +323,7 @@ def test_privileged_roles_bypass_the_rate_limit(role: str) -> None:
         (_comment(user_id="", text=""), _event(), _user(), "missing_field"),
         (_comment(text="\u200b"), None, _user(banned=True), "empty_text"),
         (_comment(text="x" * 501), _event(status=EventStatus.ENDED), None, "text_too_long"),
-        (_comment(), _event(deleted=True, status=EventStatus.ENDED), None, "unknown_event"),
+        (_comment(), _event(deleted=True, status=EventStatus.ENDED), None, "event_not_found"),
         (_comment(), _event(status=EventStatus.ENDED), _user(banned=True), "event_not_live"),
         (_comment(), _event(members_only=True), _user(banned=True), "user_banned"),
         (_comment(), _event(members_only=True), _user(timeout_until=NOW + 1), "user_timed_out"),

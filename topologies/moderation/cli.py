@@ -78,7 +78,7 @@ def run(settings: Settings, stdin: IO[str] = sys.stdin, stdout: IO[str] = sys.st
             text, event_id = parsed
             event = events(event_id) if event_id else DEFAULT_EVENT
             if event is None:
-                results.append({"line": n, "error": "unknown_event", "event_id": event_id})
+                results.append({"line": n, "error": "event_not_found", "event_id": event_id})
                 continue
             comment = CommentSubmitted(
                 comment_id=f"cli-{n}",

@@ -4,7 +4,7 @@ Checks, in order, each with a stable reason code (the same codes reach the poste
 the gateway and data teams through ``comments.rejected``):
 
 ``missing_field``, ``invalid_field``, ``empty_text``, ``text_too_long``,
-``unknown_event``, ``event_not_live``, ``user_banned``, ``user_timed_out``,
+``event_not_found``, ``event_not_live``, ``user_banned``, ``user_timed_out``,
 ``members_only``, ``duplicate``, ``slow_mode``, ``rate_limited``.
 
 Time is the submission's own ``submitted_at`` and history is filtered by Kafka offset, so
@@ -70,15 +70,24 @@ PRIVILEGED_ROLES: Final = frozenset({"moderator", "broadcaster", "admin"})
 MEMBER_ROLES: Final = PRIVILEGED_ROLES | {"member"}
 
 
+STATE_LAG_REASONS: Final = frozenset({"event_not_found", "event_not_live"})
+"""Reasons that may only mean this process has not read the event's newest state yet:
+catch up with the state topics once and judge again before dead-lettering."""
+
+
 @dataclass(frozen=True, slots=True)
-class Limits:
+class CommentLimits:
+    """What a comment may be: its length and its author's pace (not the connection's
+    limits, which are ``gateways.protocol.Limits``)."""
+
     max_chars: int = 500
     posts_per_minute: int = 60
 
 
 @dataclass(frozen=True, slots=True)
-class Post:
-    """One earlier post of a user in an event, as validate remembers it."""
+class PastPost:
+    """One earlier post of a user in an event, as validate remembers it (not the
+    ``post`` request of the protocol, which is ``gateways.protocol.Post``)."""
 
     offset: int
     at_ms: int
@@ -127,8 +136,8 @@ def validate(
     offset: int,
     event: LiveEvent | None,
     user: UserProfile | None,
-    history: tuple[Post, ...],
-    limits: Limits,
+    history: tuple[PastPost, ...],
+    limits: CommentLimits,
 ) -> Verdict:
     for name in ("comment_id", "event_id", "user_id"):
         value = getattr(comment, name)
@@ -146,7 +155,7 @@ def validate(
         )
 
     if event is None or event.deleted:
-        return Rejected("unknown_event", f"no event {comment.event_id!r}")
+        return Rejected("event_not_found", f"no event {comment.event_id!r}")
     if event.status is not EventStatus.LIVE:
         return Rejected("event_not_live", f"event is {event.status.value.lower()}")
 
@@ -182,12 +191,12 @@ def validate(
 
 
 def remember(
-    history: tuple[Post, ...],
-    post: Post,
+    history: tuple[PastPost, ...],
+    post: PastPost,
     *,
     keep_ms: int = HISTORY_KEEP_MS,
     keep_max: int = HISTORY_KEPT,
-) -> tuple[Post, ...]:
+) -> tuple[PastPost, ...]:
     """History after ``post``: only what rate limit, slow mode and dedup still need.
 
     Re-recording an offset (a replay) replaces nothing twice: posts at or after the new
@@ -196,3 +205,8 @@ def remember(
     kept = [p for p in history if p.offset < post.offset and p.at_ms > post.at_ms - keep_ms]
     kept.append(post)
     return tuple(kept[-keep_max:])
+
+
+# The old names, until topologies/app.py and gateways/server.py import the new ones.
+Limits = CommentLimits
+Post = PastPost
