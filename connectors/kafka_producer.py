@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError as _AIOKafkaError
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connectors.kafka_clients import producer_config
-from connectors.topics import topic_specs
+from connectors.topics import kafka_topics
 from deploy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class OutputProducer:
         self._by_codec: dict[str, _Client] = {}
         self._codec_of = {
             spec.name: spec.config.get("compression.type", "snappy")
-            for spec in topic_specs(settings)
+            for spec in kafka_topics(settings)
         }
 
     async def start(self) -> None:
@@ -199,6 +199,13 @@ class OutputProducer:
         fatal = [codec for codec, c in self._by_codec.items() if c.fatal]
         for codec in fatal:
             _close_later(self._by_codec.pop(codec))
+
+    async def deliver(self, topic: str, key: bytes | None, value: bytes, timeout_s: float) -> None:
+        """One record, returned once Kafka acknowledged it. Raises :class:`ProduceError`
+        (or ``TimeoutError``); a producer whose error was fatal (a lost sequence after a
+        broker restart) has replaced itself by then, so the caller's retry goes through
+        a new one."""
+        await asyncio.wait_for(self.send_many([(topic, key, value)]), timeout_s)
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[None]:
         """Queue one record; the returned future resolves when Kafka acknowledged it."""

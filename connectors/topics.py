@@ -40,7 +40,6 @@ __all__ = [
     "KafkaTopic",
     "TopicSpec",
     "kafka_topics",
-    "topic_specs",
 ]
 
 HOUR_MS = 3_600_000
@@ -101,6 +100,3 @@ def kafka_topics(settings: Settings) -> list[KafkaTopic]:
     ]
     return [KafkaTopic(TOPICS_BY_NAME[name], parts, config) for name, parts, config in layout]
 
-
-# The old name, kept for callers not yet moved (connectors/kafka_producer.py).
-topic_specs = kafka_topics

@@ -39,8 +39,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aiokafka.errors import KafkaError
-
 from connectors.kafka_producer import OutputProducer
 from connectors.topics import (
     COMMENTS_RETRACTED,
@@ -203,17 +201,12 @@ class ModeratorActions:
     async def _produce(self, topic: str, key: str, record: Any) -> None:
         """One record, returned once Kafka acknowledged it (``post_failed`` if not)."""
         try:
-            future = await self._producer.send(
-                topic, key.encode(), self._codec.encode(topic, record)
+            await self._producer.deliver(
+                topic, key.encode(), self._codec.encode(topic, record), self._timeout
             )
-            await asyncio.wait_for(future, self._timeout)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if isinstance(e, KafkaError):
-                # As the poster does: a producer that lost its sequence fails every later
-                # send, and the retry goes through a new one.
-                await self._producer.reset()
             raise ModerationError("post_failed", f"Kafka did not take the record: {e}") from e
 
     async def _state_written(self) -> None:

@@ -26,8 +26,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Final
 
-from aiokafka.errors import KafkaError
-
 from connectors.kafka_producer import OutputProducer
 from connectors.topics import COMMENTS_SUBMITTED
 from gateways.auth import Identity
@@ -170,19 +168,16 @@ class Poster:
             if acked:
                 return Posted(comment, duplicate=True)
         try:
-            future = await self._producer.send(
+            await self._producer.deliver(
                 COMMENTS_SUBMITTED,
                 event_id.encode(),
                 self._codec.encode(COMMENTS_SUBMITTED, comment),
+                self._timeout,
             )
-            await asyncio.wait_for(future, self._timeout)
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            if isinstance(e, KafkaError):
-                # A producer that lost its sequence (broker restart) fails every later
-                # send; the client's retry (same nonce) goes through a new one.
-                await self._producer.reset()
+            # The client's retry (same nonce) is safe: the nonce dedupes it.
             raise PostError("post_failed", f"Kafka did not take the comment: {e}") from e
         if nonce is not None:
             await self._mark_acked(comment, nonce)

@@ -37,6 +37,7 @@ from connectors.kafka_producer import OutputProducer
 from connectors.kafka_reader import read_range
 from connectors.redis_streams import LiveStreams
 from deploy.settings import Settings
+from schemas.clock import now_ms
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError, RegistryError
 from schemas.records import CommentRetracted, CommentSubmitted, RetractionScope
@@ -46,13 +47,11 @@ from topologies.moderation.engine import build as build_engine
 from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
 from topologies.stages.analytics import Windows
 from topologies.stages.publish import UNKNOWN
-from topologies.stages.validate import Limits, Post
+from topologies.stages.validate import STATE_LAG_REASONS, CommentLimits, PastPost
 from topologies.writer import BatchWriter, PreparedBatch, until_done
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call otherwise
-
-_STATE_LAG_REASONS = frozenset({"unknown_event", "event_not_live"})
 
 Message = Any  # faust.types.Message: a record as Faust's consumer fetched it
 Event = Any  # faust.types.EventT: Faust's generics do not type-check usefully
@@ -216,7 +215,7 @@ class PartitionMemory:
     def __init__(self) -> None:
         self.epoch = 0
         self.heads: dict[str, tuple[int, ...]] = {}
-        self.histories: dict[str, tuple[Post, ...]] = {}
+        self.histories: dict[str, tuple[PastPost, ...]] = {}
 
 
 class Runtime:
@@ -227,7 +226,7 @@ class Runtime:
         self.app = app
         self.processor = CommentProcessor(
             build_engine(settings),
-            Limits(
+            CommentLimits(
                 max_chars=settings.comment_max_chars, posts_per_minute=settings.posts_per_minute
             ),
         )
@@ -306,7 +305,7 @@ class Runtime:
         await self._ready.wait()
 
     async def _start(self) -> None:
-        from topologies.state import GlobalState
+        from connectors.state_reader import StateReader
 
         s = self.settings
         if not s.debug:
@@ -323,7 +322,7 @@ class Runtime:
                 producer = OutputProducer(s)
                 await producer.start()
                 self.producer = producer
-                self.state = GlobalState(s, codec)
+                self.state = StateReader(s, codec)
                 await self.state.start()
                 await self.state.ready.wait()
                 break
@@ -384,7 +383,7 @@ class Runtime:
                 return known.epoch
             epoch = int(epochs.get(f"p{partition}") or 0)
             if epoch == 0:
-                epoch = int(time.time() * 1000)
+                epoch = now_ms()
                 with compat.as_current(compat.MessageEvent(last_message[partition])):
                     epochs[f"p{partition}"] = epoch
             known.epoch = epoch
@@ -396,7 +395,7 @@ class Runtime:
         }
         await self._load_heads(items)
         reviews = await self._claim_reviews(items)
-        now_ms = int(time.time() * 1000)
+        at_ms = now_ms()
         t1 = time.perf_counter()
         memory = self._memory_of
 
@@ -411,14 +410,14 @@ class Runtime:
                 ),
                 heads=lambda e: memory(partition_of_event[e]).heads.get(e, ()),
                 epochs=batch_epochs.__getitem__,
-                now_ms=now_ms,
+                now_ms=at_ms,
                 reviews=reviews,
             )
 
         plan = make_plan()
         # The event may have been created (or set live) a moment ago and this worker not
         # have read it yet: catch up with the state topics once, then judge again.
-        lagging = any(r.reason in _STATE_LAG_REASONS for r in plan.rejected)
+        lagging = any(r.reason in STATE_LAG_REASONS for r in plan.rejected)
         if lagging and await self.state.sync():
             plan = make_plan()
         M.stage_latency.labels("validate").observe(time.perf_counter() - t1 - plan.moderation_s)
@@ -514,7 +513,7 @@ class Runtime:
             self._decode(T.COMMENTS_SUBMITTED, partition, offset, value)
             for offset, value, _ts in records
         ]
-        now_ms = int(time.time() * 1000)
+        at_ms = now_ms()
         for start in range(0, len(items), self.settings.batch_max):
             chunk = items[start : start + self.settings.batch_max]
             plan = self.processor.plan(
@@ -524,7 +523,7 @@ class Runtime:
                 history=lambda k: memory.histories.get(k) or (),
                 heads=lambda e: (),
                 epochs=lambda p: 0,
-                now_ms=now_ms,
+                now_ms=at_ms,
             )
             memory.histories.update(plan.histories)
         log.info(
@@ -647,7 +646,7 @@ class Runtime:
     async def flush_analytics(self) -> None:
         if self.codec is None or self.producer is None:
             return
-        closed = self.windows.close(int(time.time() * 1000))
+        closed = self.windows.close(now_ms())
         for w in closed:
             if w.window_s == 1:
                 M.comments_per_second_by_event.labels(w.event_id).set(w.comments)

@@ -49,11 +49,7 @@ PENDING: set[tuple[str, str]] = {
 # Faust and aiokafka internals are adapted in one module, where each patch is tested.
 FAUST_ADAPTER = "topologies.faust_compat"
 FAUST_PACKAGES = frozenset({"faust", "aiokafka", "mode"})
-PENDING_PRIVATE: set[tuple[str, str]] = {
-    # gateways/history.py reads `consumer._client` to ask for metadata: move that into
-    # a function of topologies/faust_compat.py (or connectors/) and call it.
-    ("gateways.history", "consumer._client"),
-}
+PENDING_PRIVATE: set[tuple[str, str]] = set()
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

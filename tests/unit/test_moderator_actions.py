@@ -230,17 +230,10 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes | None, Any]] = []
         self.fail = fail
 
-    async def send(self, topic: str, key: bytes | None, value: Any) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def deliver(self, topic: str, key: bytes | None, value: Any, timeout_s: float) -> None:
         if self.fail:
-            future.set_exception(RuntimeError("broker gone"))
-        else:
-            self.sent.append((topic, key, value))
-            future.set_result(None)
-        return future
-
-    async def reset(self) -> None:
-        pass
+            raise RuntimeError("broker gone")
+        self.sent.append((topic, key, value))
 
 
 EVENT = LiveEvent(
