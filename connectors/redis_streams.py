@@ -122,6 +122,10 @@ class LiveStreams:
         self.epoch_changes = 0
         self._retract = self._redis.register_script(_RETRACT)
 
+    async def start(self) -> None:
+        """Reach Redis once and note its run id (a later change means a restart)."""
+        await self._check_server()
+
     async def close(self) -> None:
         await self._redis.aclose()
 

@@ -1,7 +1,7 @@
 """Set-up and tear-down of a process's connections: start in order, stop in reverse.
 
-A process (the HTTP API today; the worker and the gateway are to adopt it) lists what
-it needs as named steps::
+A process (the HTTP API, the worker; the gateway is to adopt it) lists what it needs
+as named steps::
 
     services = Services("api")
     backbone = Backbone(settings)
@@ -115,8 +115,9 @@ class Backbone:
         self.producer: Any = None
         self.state: Any = None
 
-    def add_to(self, services: Services, *, state: bool = True) -> None:
-        services.add("redis", self._start_redis, self._stop_redis)
+    def add_to(self, services: Services, *, redis: bool = True, state: bool = True) -> None:
+        if redis:
+            services.add("redis", self._start_redis, self._stop_redis)
         services.add("registry", self._start_codec, self._stop_codec)
         services.add("cassandra", self._start_store, self._stop_store)
         services.add("kafka producer", self._start_producer, self._stop_producer)

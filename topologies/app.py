@@ -36,6 +36,7 @@ from connectors.cassandra_store import CommentStore
 from connectors.kafka_producer import OutputProducer
 from connectors.kafka_reader import read_range
 from connectors.redis_streams import LiveStreams
+from connectors.services import Backbone, Services, StartError
 from deploy.settings import Settings
 from schemas.clock import now_ms
 from schemas.codec import AvroCodec
@@ -305,30 +306,26 @@ class Runtime:
         await self._ready.wait()
 
     async def _start(self) -> None:
-        from connectors.state_reader import StateReader
-
         s = self.settings
         if not s.debug:
             # Debug records of the clients are built (then dropped) on the hot path otherwise.
             for name in ("aiokafka", "faust", "mode", "cassandra", "redis", "httpx"):
                 logging.getLogger(name).setLevel(logging.WARNING)
         while True:
+            services = Services("worker")
+            backbone = Backbone(s)
+            backbone.add_to(services, redis=False)  # LiveStreams keeps its own pool
+            streams = LiveStreams(s)
+            services.add("redis streams", streams.start, streams.close)
             try:
-                codec = AvroCodec(s)
-                await asyncio.to_thread(codec.register_all)
-                self.codec = codec
-                self.store = await asyncio.to_thread(CommentStore, s)
-                self.streams = LiveStreams(s)
-                producer = OutputProducer(s)
-                await producer.start()
-                self.producer = producer
-                self.state = StateReader(s, codec)
-                await self.state.start()
-                await self.state.ready.wait()
+                await services.start()
                 break
-            except Exception as e:  # the stack may still be starting: keep trying
-                log.warning("worker start: %s: %s; retrying in 2s", type(e).__name__, e)
+            except StartError as e:  # the stack may still be starting: keep trying
+                log.warning("%s; retrying in 2s", e)
                 await asyncio.sleep(2)
+        self.services = services
+        self.codec, self.store, self.streams = backbone.codec, backbone.store, streams
+        self.producer, self.state = backbone.producer, backbone.state
         log.info(
             "worker ready: %d events, %d users known", len(self.state.events), len(self.state.users)
         )
