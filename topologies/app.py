@@ -22,6 +22,7 @@ each partition in order (faust-streaming #606).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Sequence
@@ -326,6 +327,10 @@ class Runtime:
         self.services = services
         self.codec, self.store, self.streams = backbone.codec, backbone.store, streams
         self.producer, self.state = backbone.producer, backbone.state
+        # Everything built so far (Faust, the models, the clients) lives as long as the
+        # process: keep it out of the cyclic collector's scans. A full collection over
+        # it took ~60 ms, a pause every few thousand allocations: a p99 of its own.
+        gc.freeze()
         log.info(
             "worker ready: %d events, %d users known", len(self.state.events), len(self.state.users)
         )
