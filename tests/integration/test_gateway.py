@@ -636,10 +636,13 @@ def test_drain_tells_viewers_to_reconnect_then_closes_with_1001_and_loses_no_ack
                 if reply["type"] == "ack":
                     acked.append(reply["comment_id"])
                 i += 1
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the pace of the posts, not a wait
 
         posting = asyncio.create_task(post_until_closed())
-        await asyncio.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while len(acked) < 5 and time.monotonic() < deadline:  # drain while posts flow
+            await asyncio.sleep(0.02)
+        assert acked, "no post was acked before the drain"
         started = time.monotonic()
         draining.signal(signal.SIGTERM)
         notice = await viewer.wait_for(lambda f: f["type"] == "reconnect", within_s=10)
@@ -816,7 +819,10 @@ def test_top_mode_viewers_of_a_hot_event_get_a_ranked_subset_and_all_mode_gets_e
             lambda _f: sent[-1] in {x["comment_id"] for x in everything.comments(event_id)},
             within_s=180,
         )
-        await asyncio.sleep(1)
+        # Both viewers' frames of each read are written together; a ping answered on
+        # `top` comes after every frame written to it before (one ordered connection).
+        await top.send({"type": "ping", "id": "barrier"})
+        await top.wait_for(lambda f: f.get("id") == "barrier")
         all_ids = [x["comment_id"] for x in everything.comments(event_id)]
         top_ids = [x["comment_id"] for x in top.comments(event_id)]
         assert set(sent) | {pinned} == set(all_ids)
