@@ -41,9 +41,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import struct
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -270,6 +270,7 @@ class Hub:
         self._clock = clock
         self.feeds: dict[str, Feed] = {}
         self._changed = asyncio.Event()
+        self._reading: asyncio.Future[Any] | None = None
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -353,54 +354,66 @@ class Hub:
     async def run(self) -> None:
         """Read and deliver until cancelled."""
         delay = 0.1
-        while True:
-            try:
-                await self._read_once()
-                delay = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("live reader: %s: %s; retrying in %.1fs", type(e).__name__, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            while True:
+                try:
+                    await self._read_once()
+                    delay = 0.1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    log.warning(
+                        "live reader: %s: %s; retrying in %.1fs", type(e).__name__, e, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            if self._reading is not None:
+                self._reading.cancel()
 
     def _next_flush(self) -> float | None:
         due = [f.flush_at for f in self.feeds.values() if f.flush_at is not None]
         return min(due) if due else None
 
     async def _read_once(self) -> None:
-        streams = {stream_key(e): f.cursor for e, f in self.feeds.items() if f.ready.is_set()}
-        if not streams:
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=1.0)
-            return
-        due = self._next_flush()
-        if due is not None:
-            left = due - self._clock()
-            if left <= 0:
-                self._flush_due(self._clock())
+        """One step: start a read if none is in flight, then wait for whichever comes
+        first: its answer, a new event to follow, or a busy event's flush time.
+
+        The flush time is kept here, not by the read's ``BLOCK``: Redis times a blocked
+        read out only on its own clock tick (``hz``, 100 ms by default), far too late
+        for a 20 ms tick; and a read in flight is never cancelled for a flush.
+        """
+        if self._reading is None:
+            streams = {stream_key(e): f.cursor for e, f in self.feeds.items() if f.ready.is_set()}
+            if not streams:
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=1.0)
                 return
-            block = max(1, math.ceil(left * 1000 - 1e-6))
-        else:
-            block = self._block_ms
-        self._changed.clear()
-        read = asyncio.ensure_future(self._redis.xread(streams, count=5000, block=block))
+            self._changed.clear()
+            self._reading = asyncio.ensure_future(
+                self._redis.xread(streams, count=5000, block=self._block_ms)
+            )
+        read = self._reading
+        due = self._next_flush()
+        timeout = None if due is None else max(0.0, due - self._clock())
         changed = asyncio.ensure_future(self._changed.wait())
         try:
-            await asyncio.wait((read, changed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((read, changed), timeout=timeout, return_when=FIRST_COMPLETED)
         finally:
             changed.cancel()
-            if not read.done():
-                # A new event to follow: cut the blocked read short (redis-py drops that
-                # connection); nothing is lost, the cursors did not move.
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await read
-        if read.cancelled():
-            self._flush_due(self._clock())
+        if read.done():
+            self._reading = None
+            await self._settle(read.result(), self._clock())
             return
-        await self._settle(read.result(), self._clock())
+        if self._changed.is_set():
+            # A new event to follow: cut the blocked read short (redis-py drops that
+            # connection); nothing is lost, the cursors did not move.
+            self._reading = None
+            read.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await read
+        self._flush_due(self._clock())
 
     async def _settle(self, result: Any, now: float) -> None:
         """Hand one XREAD's answer to the feeds: at once, or held for a busy one's tick."""

@@ -112,14 +112,22 @@ def test_an_event_turns_busy_above_the_coalescing_rate_and_quiet_again_below_it(
     assert not feed.busy
 
 
-def test_a_held_busy_event_shortens_the_block_to_its_flush_time() -> None:
+def test_a_busy_events_tick_ends_while_a_read_is_blocked_and_the_read_stays_in_flight() -> None:
     clock = FakeClock()
-    redis = ScriptedRedis([None])
-    h, _v, feed = live_hub(redis, clock)
-    feed.held = []
-    feed.flush_at = clock() + 0.012
-    asyncio.run(h._read_once())
-    assert redis.calls[0][1] == 12
+    redis = ScriptedRedis([])
+    h, v, feed = live_hub(redis, clock)
+    feed.busy = True
+
+    async def scenario() -> None:
+        await h._settle([(b"event:e:comments", [raw(0), raw(1)])], clock())
+        assert v.queue == [] and feed.flush_at is not None
+        clock.now = feed.flush_at  # the tick is over: no wait, whatever Redis's clock
+        await h._read_once()
+        assert h._reading is not None and not h._reading.done()  # not cut for a flush
+
+    asyncio.run(scenario())
+    assert positions(v) == [[0, 1]]
+    assert redis.calls[0][1] == 1000 and len(redis.calls) == 1
 
 
 def test_a_new_event_cuts_a_blocked_read_short_and_is_read_from_its_cursor() -> None:
