@@ -80,7 +80,16 @@ class Connection:
     """One viewer's connection: session, subscriptions, and writes straight to its
     transport (no queue, no writer task: ``gateways/fanout.py``)."""
 
-    __slots__ = ("__weakref__", "_closing", "_posted_order", "gateway", "posted", "session", "ws")
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_posted_order",
+        "gateway",
+        "pinged_at",
+        "posted",
+        "session",
+        "ws",
+    )
 
     def __init__(self, gateway: Gateway, ws: ServerConnection, session: P.Session) -> None:
         self.gateway = gateway
@@ -90,6 +99,7 @@ class Connection:
         self.posted: set[str] = _NO_POSTS
         self._posted_order: deque[str] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self.pinged_at = 0.0
 
     @property
     def closed(self) -> bool:
@@ -161,6 +171,7 @@ class Connection:
             self.posted.discard(self._posted_order.popleft())
 
 
+_PING: Final = b"hb"  # the heartbeat's ping payload; one ping in flight per connection
 _NO_POSTS: Final[set[str]] = set()  # shared and never written: see remember_post
 
 
@@ -274,8 +285,9 @@ class Gateway:
             compression=None,
             process_request=self._http,
             open_timeout=s.gateway_handshake_timeout_s,
-            ping_interval=s.gateway_ping_interval_s,
-            ping_timeout=s.gateway_ping_timeout_s,
+            # One heartbeat loop for every connection (_heartbeat), not a task each.
+            ping_interval=None,
+            ping_timeout=None,
             close_timeout=2,
             max_size=s.gateway_max_message_bytes,
             # Clients send a few small requests: a short incoming queue is memory saved
@@ -286,6 +298,7 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.hub.run(), name="live-reader"),
             asyncio.create_task(self._sweep(), name="deadlines"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._presence_loop(), name="presence"),
         ]
         log.info("gateway %s listening on %s:%s", self.gateway_id, s.host, self.port)
@@ -519,6 +532,34 @@ class Gateway:
             for conn in list(self.connections):
                 conn.session.tick(now)
                 conn.flush()
+
+    async def _heartbeat(self) -> None:
+        """Ping every connection each ``gateway_ping_interval_s``; abort one whose pong
+        is ``gateway_ping_timeout_s`` late (a dead peer). websockets would run a task per
+        connection for this; one loop over them all costs a few bytes each instead."""
+        s = self.settings
+        interval, timeout = s.gateway_ping_interval_s, s.gateway_ping_timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, interval / 4))
+            now = loop.time()
+            for conn in list(self.connections):
+                ws = conn.ws
+                if ws.protocol.state is not State.OPEN:
+                    continue
+                pending = ws.pending_pings.get(_PING)
+                if pending is not None:
+                    if now - pending[1] > timeout:
+                        log.debug("heartbeat: no pong in %.0fs; aborting", timeout)
+                        M.closes.labels("ping_timeout").inc()
+                        ws.transport.abort()
+                    continue
+                if now - conn.pinged_at >= interval:
+                    # websockets matches the pong to this entry (acknowledge_pings).
+                    ws.pending_pings[_PING] = (loop.create_future(), now)
+                    ws.protocol.send_ping(_PING)
+                    ws.send_data()
+                    conn.pinged_at = now
 
     async def _presence_loop(self) -> None:
         assert self.hub and self.presence

@@ -1,4 +1,9 @@
-"""connections: how many idle viewers one gateway process holds, and what each costs.
+"""connections: how many idle viewers one machine's gateway holds, and what each costs.
+
+The gateway runs as ``livecomments gateway --processes N`` (N processes on one port,
+SO_REUSEPORT): each process stays under its open-files limit (one descriptor per
+connection), so the machine holds more than one process could. N is chosen from the
+target and the limit.
 
 Viewers authenticate and join one of a few events (livecomments.v1), then sit idle: the
 cost of a crowd that watches and does not talk. They are opened in steps from a few
@@ -13,9 +18,10 @@ through its settings, ``LIVECOMMENTS_GATEWAY_PING_INTERVAL_S``):
 - a few connections stop reading (a dead peer): the gateway must drop exactly those
   within ``ping_interval + ping_timeout``.
 
-Metrics: ``connections`` (held at once, by the gateway's count), ``failed`` (opens or
-joins that failed, plus live connections dropped), ``rss_bytes_per_connection`` (RSS
-growth over connections), ``heartbeat_ok``; the ramp's samples are in ``ramp``.
+Metrics: ``connections`` (held at once on the machine: the gateway processes' open
+sockets above their baseline), ``failed`` (opens or joins that failed, plus live
+connections dropped), ``rss_bytes_per_connection`` (the processes' RSS growth over
+connections), ``heartbeat_ok``, ``processes``; the ramp's samples are in ``ramp``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import random
 import time
 import uuid
@@ -40,7 +47,7 @@ from websockets.typing import Subprotocol
 from deploy.settings import Settings
 from gateways.auth import mint_token
 from perf.load import make_events
-from perf.processes import Gateway, start_gateway, wait_healthy
+from perf.processes import gateway_processes, start_gateway, wait_healthy
 from perf.procstat import cpu_seconds, raise_nofile, rss_bytes, say
 from perf.viewer import SUBPROTOCOL, percentile
 from schemas.codec import AvroCodec
@@ -254,20 +261,70 @@ class Holders:
                 p.join(5)
 
 
-def gateway_connections(settings: Settings, gateway: Gateway) -> int:
+def open_sockets(pid: int) -> int:
+    """Sockets ``pid`` has open (from /proc: the gateway's count, whichever process)."""
     try:
-        r = httpx.get(f"http://{settings.host}:{gateway.port}/healthz", timeout=10)
-        return int(r.json()["connections"])
-    except (httpx.HTTPError, ValueError, KeyError):
-        return -1
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    n = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                n += 1
+    return n
+
+
+@dataclass
+class Served:
+    """The gateway's processes, with each one's sockets and RSS at the start."""
+
+    pids: list[int]
+    sockets0: dict[int, int] = field(default_factory=dict)
+    rss0: int = 0
+
+    def baseline(self) -> None:
+        self.sockets0 = {p: open_sockets(p) for p in self.pids}
+        self.rss0 = self.rss()
+
+    def connections(self) -> int:
+        return sum(max(0, open_sockets(p) - self.sockets0.get(p, 0)) for p in self.pids)
+
+    def per_process(self) -> list[int]:
+        return [max(0, open_sockets(p) - self.sockets0.get(p, 0)) for p in self.pids]
+
+    def rss(self) -> int:
+        return sum(rss_bytes(p) for p in self.pids)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p) for p in self.pids)
+
+
+def wait_processes(gateway: Any, settings: Settings, n: int, timeout_s: float = 90.0) -> list[int]:
+    """Until the supervisor has ``n`` children and every one answers on the port."""
+    deadline = time.monotonic() + timeout_s
+    seen: set[int] = set()
+    while time.monotonic() < deadline:
+        pids = gateway_processes(gateway) if n > 1 else [gateway.pid]
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            # A new connection lands on any process of the port: ask until all answered.
+            r = httpx.get(f"http://{settings.host}:{gateway.port}/healthz", timeout=2)
+            seen.add(int(r.json()["pid"]))
+        if len(pids) == n and set(pids) <= seen:
+            return pids
+        time.sleep(0.05)
+    raise TimeoutError(f"{n} gateway processes did not all answer in {timeout_s}s")
 
 
 def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[str, Any]:
     fd_limit = raise_nofile()
-    # The gateway needs a few hundred descriptors of its own (Kafka, Cassandra, Redis).
-    ceiling = fd_limit - 400
-    want = min(target or (3_000 if quick else ceiling), ceiling)
-    step = 1_000 if quick else 2_000
+    # Each gateway process needs a few hundred descriptors of its own (Kafka, Cassandra,
+    # Redis); the kernel spreads connections over the processes by a hash, not evenly:
+    # plan each for three quarters of what its limit leaves.
+    per_gateway = int((fd_limit - 400) * 0.75)
+    want = target or (3_000 if quick else 50_000)
+    gateways_n = max(1, -(-want // per_gateway))
+    step = 1_000 if quick else 5_000
     ping_interval, ping_timeout = (3.0, 6.0) if quick else (10.0, 10.0)
     # Handshakes in flight per viewer process: with thousands held, the gateway's loop is
     # busy with their heartbeats and answers new handshakes more slowly.
@@ -285,19 +342,25 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             "LIVECOMMENTS_GATEWAY_PING_INTERVAL_S": str(ping_interval),
             "LIVECOMMENTS_GATEWAY_PING_TIMEOUT_S": str(ping_timeout),
         },
+        processes=gateways_n,
     )
     holders: Holders | None = None
     ramp: list[dict[str, Any]] = []
     try:
         wait_healthy(settings, [gateway])
-        time.sleep(2.0)  # let it settle (imports, first reads) before the baseline
-        baseline = rss_bytes(gateway.pid)
+        served = Served(wait_processes(gateway, settings, gateways_n))
+        time.sleep(2.0)  # let them settle (imports, first reads) before the baseline
+        served.baseline()
+        baseline = served.rss0
         ramp.append({"connections": 0, "rss_bytes": baseline, "seconds": 0.0})
         holders = Holders.start(gateway.url(settings), events, processes)
-        say(f"connections: up to {want} in steps of {step}, {processes} viewer processes")
+        say(
+            f"connections: up to {want} in steps of {step}, {gateways_n} gateway processes, "
+            f"{processes} viewer processes"
+        )
         failed = 0
         t0 = time.monotonic()
-        cpu0 = cpu_seconds(gateway.pid)
+        cpu0 = served.cpu()
         opened = 0
         while opened < want:
             n = min(step, want - opened)
@@ -306,12 +369,13 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             step_failed = sum(int(g["failed"]) for g in got)
             failed += step_failed
             opened += n
-            held = gateway_connections(settings, gateway)
+            held = served.connections()
             ramp.append(
                 {
                     "connections": held,
-                    "rss_bytes": rss_bytes(gateway.pid),
+                    "rss_bytes": served.rss(),
                     "seconds": round(time.monotonic() - t0, 1),
+                    "per_process": served.per_process(),
                 }
             )
             say(f"connections: {held} held, {failed} failed, RSS {ramp[-1]['rss_bytes'] >> 20} MiB")
@@ -319,21 +383,22 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
                 notes.append(f"stopped the ramp at {held}: {step_failed} of {n} opens failed")
                 break
         ramp_s = time.monotonic() - t0
-        connect_cpu = cpu_seconds(gateway.pid) - cpu0
-        peak = gateway_connections(settings, gateway)
-        peak_rss = rss_bytes(gateway.pid)
+        connect_cpu = served.cpu() - cpu0
+        peak = served.connections()
+        peak_rss = served.rss()
+        peak_per_process = served.per_process()
 
         # Heartbeats: everyone idle through a few ping intervals, a sample probing,
         # and a few connections going silent.
         say(f"connections: heartbeats every {ping_interval:g} s, holding")
         dead = sum(holders.ask("dead", [DEAD_PER_PROCESS] * processes))
-        idle_cpu0 = cpu_seconds(gateway.pid)
+        idle_cpu0 = served.cpu()
         hold_s = 3 * ping_interval + ping_timeout + 4
         time.sleep(hold_s / 2)
         probes = holders.ask("probe", [50] * processes)
         time.sleep(hold_s / 2)
-        idle_cpu_per_s = (cpu_seconds(gateway.pid) - idle_cpu0) / hold_s
-        after = gateway_connections(settings, gateway)
+        idle_cpu_per_s = (served.cpu() - idle_cpu0) / hold_s
+        after = served.connections()
         counts = holders.ask("count", [None] * processes)
     finally:
         if holders is not None:
@@ -363,12 +428,10 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
         notes.append(f"live connections dropped while idle: {[c['dropped'] for c in counts]}")
     if dead_dropped != dead:
         notes.append(f"{dead} connections stopped reading; the gateway dropped {dead_dropped}")
-    if peak >= ceiling - 50:
+    if max(peak_per_process) >= fd_limit - 450:
         notes.append(
-            f"limited by the open-files limit: RLIMIT_NOFILE is {fd_limit} (hard) in this "
-            "container and cannot be raised by setrlimit; the gateway holds one descriptor "
-            "per connection. A server with a higher limit goes further: memory was not the "
-            f"limit ({peak_rss >> 20} MiB RSS at the peak)"
+            f"a gateway process reached its open-files limit ({fd_limit}, the hard limit "
+            f"here): connections per process {peak_per_process}; more processes go further"
         )
     notes.append(
         f"viewers are idle (joined, not posting); the ramp opens {concurrency} at a time per "
@@ -383,13 +446,16 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             "step": step,
             "concurrency_per_process": concurrency,
             "events": len(events),
-            "processes": processes,
+            "viewer_processes": processes,
+            "gateway_processes": gateways_n,
             "ping_interval_s": ping_interval,
             "ping_timeout_s": ping_timeout,
             "open_files_limit": fd_limit,
         },
         "metrics": {
             "connections": peak,
+            "processes": gateways_n,
+            "connections_per_process": peak_per_process,
             "max_held": max_held,
             "failed": failed + live_dropped,
             "rss_bytes_per_connection": round((peak_rss - baseline) / peak) if peak > 0 else None,
