@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import multiprocessing as mp
 import os
 import random
@@ -40,16 +39,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
 
 from deploy.settings import Settings
 from gateways.auth import mint_token
 from perf.load import make_events
 from perf.processes import gateway_processes, start_gateway, wait_healthy
 from perf.procstat import cpu_seconds, raise_nofile, rss_bytes, say
-from perf.viewer import SUBPROTOCOL, percentile
+from perf.viewer import percentile
+from perf.wsload import Tally, WsViewer, close_all, open_viewers
 from schemas.codec import AvroCodec
 
 PER_PROCESS = 8_000  # connections per viewer process, well under its open-files limit
@@ -65,126 +62,81 @@ class HolderSpec:
 
 
 @dataclass
-class _Held:
-    ws: ClientConnection
-    reader: asyncio.Task[None] | None = None
-    pong: asyncio.Future[float] | None = None
-    dead: bool = False
-
-
-@dataclass
 class Holder:
-    """In a viewer process: the connections it holds, and what went wrong."""
+    """In a viewer process: the connections it holds (:mod:`perf.wsload`'s cheap
+    clients, so the load side is not what limits the ramp), and what went wrong."""
 
     spec: HolderSpec
     settings: Settings
-    held: list[_Held] = field(default_factory=list)
+    held: list[WsViewer] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
     opened: int = 0
+    tally: Tally = field(default_factory=Tally)
 
     async def open_many(self, n: int, concurrency: int) -> None:
         """Open ``n`` more, ``concurrency`` handshakes at a time (the gateway closes a
         handshake that takes longer than its 3 s limit, so a flood fails by itself)."""
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with gate:
-                try:
-                    await self.open_one(i)
-                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
-                    self.failures[f"{type(e).__name__}: {e}"[:120]] += 1
-                except RuntimeError as e:  # the gateway refused the join
-                    self.failures[str(e)[:120]] += 1
-
         start = self.opened
         self.opened += n
-        await asyncio.gather(*(one(start + i) for i in range(n)))
-
-    async def open_one(self, i: int) -> None:
-        event_id = self.spec.events[i % len(self.spec.events)]
-        token = mint_token(self.settings, f"{self.spec.user_prefix}-{i}")
-        ws = await connect(
+        tokens = [
+            mint_token(self.settings, f"{self.spec.user_prefix}-{start + i}") for i in range(n)
+        ]
+        events = [self.spec.events[(start + i) % len(self.spec.events)] for i in range(n)]
+        viewers = await open_viewers(
             self.spec.url,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
-            open_timeout=30,
-            ping_interval=None,  # the gateway pings; the client only answers
-            compression=None,
-            max_size=2**20,
-            local_addr=(self.spec.local_ip, 0),
+            tokens,
+            events,
+            tally=self.tally,
+            latency_every=10**9,
+            concurrency=concurrency,
+            timeout_s=30,
+            local_ip=self.spec.local_ip,
+            report_all=True,
         )
-        try:
-            await ws.send(json.dumps({"type": "auth", "token": token}))
-            await ws.send(json.dumps({"type": "join", "event_id": event_id, "id": "j"}))
-            async with asyncio.timeout(30):
-                while True:
-                    frame = json.loads(await ws.recv())
-                    if frame.get("type") == "joined":
-                        break
-                    if frame.get("type") == "error":
-                        raise RuntimeError(f"join refused: {frame.get('code')}")
-        except BaseException:
-            await ws.close()
-            raise
-        held = _Held(ws)
-        held.reader = asyncio.create_task(self._read(held))
-        self.held.append(held)
-
-    async def _read(self, held: _Held) -> None:
-        try:
-            async for raw in held.ws:
-                if held.pong is not None and '"pong"' in str(raw) and not held.pong.done():
-                    held.pong.set_result(time.perf_counter())
-        except websockets.exceptions.ConnectionClosed:
-            pass
-        if not held.dead:
-            code = held.ws.close_code
-            self.dropped[f"{code} {held.ws.close_reason or ''}".strip()] += 1
+        self.held.extend(viewers)
+        failed = n - len(viewers)
+        if failed:
+            self.failures = Counter(dict(self.tally.errors.most_common(5)))
 
     def open_count(self) -> int:
-        return sum(1 for h in self.held if not h.dead and h.ws.close_code is None)
+        return sum(1 for v in self.held if not v.dead and v.open)
+
+    def dropped(self) -> Counter[str]:
+        return Counter(str(v.close_code) for v in self.held if not v.dead and not v.open)
 
     async def probe(self, sample: int) -> dict[str, Any]:
         """WebSocket pings and protocol pings on a sample of live connections."""
-        live = [h for h in self.held if not h.dead and h.ws.close_code is None]
+        live = [v for v in self.held if not v.dead and v.open]
         chosen = random.sample(live, min(sample, len(live)))
         ws_rtt: list[float] = []
         app_rtt: list[float] = []
         unanswered = 0
 
-        async def one(h: _Held) -> None:
+        async def one(v: WsViewer) -> None:
             nonlocal unanswered
             try:
-                t0 = time.perf_counter()
-                waiter = await h.ws.ping()
-                await asyncio.wait_for(waiter, 10)
-                ws_rtt.append((time.perf_counter() - t0) * 1000)
-                h.pong = asyncio.get_running_loop().create_future()
-                t0 = time.perf_counter()
-                await h.ws.send(json.dumps({"type": "ping", "id": "k"}))
-                answered = await asyncio.wait_for(h.pong, 10)
-                app_rtt.append((answered - t0) * 1000)
-            except (TimeoutError, websockets.exceptions.ConnectionClosed):
+                ws_ms, app_ms = await v.probe()
+                ws_rtt.append(ws_ms)
+                app_rtt.append(app_ms)
+            except (TimeoutError, ConnectionError):
                 unanswered += 1
-            finally:
-                h.pong = None
 
-        await asyncio.gather(*(one(h) for h in chosen))
+        await asyncio.gather(*(one(v) for v in chosen))
         return {"asked": len(chosen) * 2, "unanswered": unanswered, "ws": ws_rtt, "app": app_rtt}
 
     def go_dead(self, n: int) -> int:
         """Stop reading ``n`` live connections: to the gateway they are dead peers."""
-        live = [h for h in self.held if not h.dead and h.ws.close_code is None]
-        for h in live[:n]:
-            h.dead = True
-            h.ws.transport.pause_reading()
+        live = [v for v in self.held if not v.dead and v.open]
+        for v in live[:n]:
+            v.go_dead()
         return min(n, len(live))
 
+    def dead_closed(self) -> int:
+        """Dead peers whose connection the gateway has closed."""
+        return sum(1 for v in self.held if v.dead and not v.open)
+
     async def close_all(self) -> None:
-        for h in self.held:
-            if h.reader:
-                h.reader.cancel()
-            h.ws.transport.abort()
+        close_all(self.held)
 
 
 def _holder_main(spec: HolderSpec, conn: Connection) -> None:
@@ -199,10 +151,10 @@ async def _hold(spec: HolderSpec, conn: Connection) -> None:
     while True:
         command, arg = await asyncio.to_thread(conn.recv)
         if command == "open":
-            before = sum(holder.failures.values())
             count, concurrency = arg
+            had = len(holder.held)
             await holder.open_many(int(count), concurrency=int(concurrency))
-            conn.send({"failed": sum(holder.failures.values()) - before})
+            conn.send({"failed": int(count) - (len(holder.held) - had)})
         elif command == "probe":
             conn.send(await holder.probe(int(arg)))
         elif command == "dead":
@@ -211,7 +163,8 @@ async def _hold(spec: HolderSpec, conn: Connection) -> None:
             conn.send(
                 {
                     "open": holder.open_count(),
-                    "dropped": dict(holder.dropped),
+                    "dropped": dict(holder.dropped()),
+                    "dead_closed": holder.dead_closed(),
                     "failures": dict(holder.failures.most_common(5)),
                 }
             )
@@ -391,6 +344,7 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
         # Heartbeats: everyone idle through a few ping intervals, a sample probing,
         # and a few connections going silent.
         say(f"connections: heartbeats every {ping_interval:g} s, holding")
+        before_dead = served.connections()
         dead = sum(holders.ask("dead", [DEAD_PER_PROCESS] * processes))
         idle_cpu0 = served.cpu()
         hold_s = 3 * ping_interval + ping_timeout + 4
@@ -410,7 +364,9 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
     asked = sum(int(p["asked"]) for p in probes)
     ws_rtt = [x for p in probes for x in p["ws"]]
     app_rtt = [x for p in probes for x in p["app"]]
-    dead_dropped = max(0, peak - after - live_dropped)
+    # A peer that stops reading never sees its connection closed: count on the
+    # gateway's side what it closed, less the live ones that were dropped.
+    dead_dropped = max(0, before_dead - after - live_dropped)
     max_held = max(r["connections"] for r in ramp)
     if peak < max_held:
         notes.append(

@@ -81,6 +81,8 @@ class WsViewer(asyncio.Protocol):
 
     __slots__ = (
         "buf",
+        "close_code",
+        "dead",
         "event_id",
         "full_every",
         "host",
@@ -93,6 +95,8 @@ class WsViewer(asyncio.Protocol):
         "token",
         "transport",
         "upgraded",
+        "wait_kind",
+        "waiter",
     )
 
     def __init__(
@@ -120,6 +124,10 @@ class WsViewer(asyncio.Protocol):
         self.upgraded = False
         self.joined = False
         self.last: int | None = None
+        self.dead = False  # stopped reading on purpose (a dead peer, for heartbeat checks)
+        self.close_code: int | None = None  # 1006: closed without a close frame
+        self.waiter: asyncio.Future[float] | None = None  # a probe: pong or app pong
+        self.wait_kind = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -136,6 +144,10 @@ class WsViewer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.tally.closed += 1
+        if self.close_code is None:
+            self.close_code = 1006
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("closed"))
         if not self.ready.done():
             self.ready.set_exception(ConnectionError(f"closed before joining: {exc}"))
 
@@ -179,7 +191,11 @@ class WsViewer(asyncio.Protocol):
                 self._text(payload)
             elif opcode == 9 and self.transport is not None:  # ping: pong it back
                 self.transport.write(_control(0xA, payload))
+            elif opcode == 0xA:
+                self._answered(0xA)
             elif opcode == 8 and self.transport is not None:
+                if len(payload) >= 2:
+                    self.close_code = int.from_bytes(payload[:2], "big")
                 self.transport.close()
         self.buf = buf[pos:] if pos < size else b""
 
@@ -188,6 +204,37 @@ class WsViewer(asyncio.Protocol):
     def send(self, frame: dict[str, Any]) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(_mask(json.dumps(frame).encode()))
+
+    def _answered(self, kind: int) -> None:
+        if self.waiter is not None and self.wait_kind == kind and not self.waiter.done():
+            self.waiter.set_result(time.perf_counter())
+
+    async def probe(self, timeout_s: float = 10.0) -> tuple[float, float]:
+        """A WebSocket ping, then a protocol ping: each round trip in ms."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        out = []
+        for kind in (0xA, 1):
+            self.waiter, self.wait_kind = loop.create_future(), kind
+            t0 = time.perf_counter()
+            if kind == 0xA:
+                self.transport.write(_control(0x9, b"probe"))
+            else:
+                self.send({"type": "ping", "id": "k"})
+            answered = await asyncio.wait_for(self.waiter, timeout_s)
+            out.append((answered - t0) * 1000)
+        self.waiter = None
+        return out[0], out[1]
+
+    def go_dead(self) -> None:
+        """Stop reading: to the gateway, a dead peer."""
+        self.dead = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and self.close_code is None
 
     def _join(self) -> None:
         self.send({"type": "join", "event_id": self.event_id, "id": "j"})
@@ -239,6 +286,8 @@ class WsViewer(asyncio.Protocol):
                 self.last = int(frame["position"])
             if not self.ready.done():
                 self.ready.set_result(None)
+        elif kind == "pong":
+            self._answered(1)
         elif kind == "gap":
             # Declared slow: join again with `since`, as a careful client does; the
             # backlog fills the hole (positions already seen are skipped above).
@@ -265,6 +314,7 @@ async def open_viewers(
     concurrency: int = 200,
     timeout_s: float = 120.0,
     local_ip: str | None = None,
+    report_all: bool = False,
 ) -> list[WsViewer]:
     """Connect one viewer per token (watching ``events[i]``) and wait until all joined.
     Every ``latency_every``-th viewer records the latency of every comment it gets."""
@@ -289,12 +339,17 @@ async def open_viewers(
         async with gate:
             local = (local_ip, 0) if local_ip else None
             await loop.create_connection(lambda: v, host, port, local_addr=local)
-            await asyncio.wait_for(ready, timeout_s)
+            try:
+                await asyncio.wait_for(ready, timeout_s)
+            except BaseException:
+                if v.transport is not None:
+                    v.transport.abort()
+                raise
         viewers.append(v)
 
     results = await asyncio.gather(*(one(i) for i in range(len(tokens))), return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
-    for r in failed[:5]:
+    for r in failed if report_all else failed[:5]:
         tally.errors[f"open: {type(r).__name__}: {r}"[:120]] += 1
     return viewers
 
