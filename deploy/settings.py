@@ -150,7 +150,7 @@ class Settings(BaseSettings):
         4096, description="largest client frame; larger ones close the connection with 1009"
     )
     gateway_tick_ms: int = Field(
-        20,
+        10,
         description="a busy event's comments are coalesced into one frame per tick; "
         "others are delivered as soon as read",
     )

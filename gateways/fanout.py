@@ -381,7 +381,7 @@ class Hub:
 
         The flush time is kept here, not by the read's ``BLOCK``: Redis times a blocked
         read out only on its own clock tick (``hz``, 100 ms by default), far too late
-        for a 20 ms tick; and a read in flight is never cancelled for a flush.
+        for a 10 ms tick; and a read in flight is never cancelled for a flush.
         """
         if self._reading is None:
             streams = {stream_key(e): f.cursor for e, f in self.feeds.items() if f.ready.is_set()}
