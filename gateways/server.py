@@ -117,15 +117,22 @@ class Connection:
     # -- the Viewer protocol of the hub --------------------------------------------------
 
     def buffered(self) -> int:
-        if self.ws.protocol.state is not State.OPEN:
+        transport = self.ws.transport
+        # The transport closes (an abort, a reset) a moment before websockets' state
+        # says so: both are checked, so a write never reaches a closed handle.
+        if transport.is_closing() or self.ws.protocol.state is not State.OPEN:
             return -1
-        return int(self.ws.transport.get_write_buffer_size())
+        return int(transport.get_write_buffer_size())
 
     def write(self, data: bytes) -> None:
         # A whole frame, unfragmented, from the event loop's one thread: it cannot
         # interleave with websockets' own control frames (pings, close).
-        if self.ws.protocol.state is State.OPEN:
-            self.ws.transport.write(data)
+        transport = self.ws.transport
+        if self.ws.protocol.state is State.OPEN and not transport.is_closing():
+            try:
+                transport.write(data)
+            except (RuntimeError, OSError) as e:  # closed under us: its handler cleans up
+                log.debug("write to a closing connection: %s", e)
 
     def close_slow(self) -> None:
         self.session.fail(P.CLOSE_SLOW_CONSUMER, "slow_consumer", P.error("slow_consumer"))
@@ -137,7 +144,7 @@ class Connection:
         """A reply or notice: written even over the buffer limit (it is small and owed)."""
         data = wire(frame.encode())
         if self.ws.protocol.state is State.OPEN:
-            self.ws.transport.write(data)
+            self.write(data)
             M.frames_out.labels(kind).inc()
             M.bytes_out.inc(len(data))
 
@@ -545,7 +552,7 @@ class Gateway:
             now = loop.time()
             for conn in list(self.connections):
                 ws = conn.ws
-                if ws.protocol.state is not State.OPEN:
+                if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
                     continue
                 pending = ws.pending_pings.get(_PING)
                 if pending is not None:
@@ -558,7 +565,10 @@ class Gateway:
                     # websockets matches the pong to this entry (acknowledge_pings).
                     ws.pending_pings[_PING] = (loop.create_future(), now)
                     ws.protocol.send_ping(_PING)
-                    ws.send_data()
+                    try:
+                        ws.send_data()
+                    except (RuntimeError, OSError) as e:  # closed under us
+                        log.debug("heartbeat to a closing connection: %s", e)
                     conn.pinged_at = now
 
     async def _presence_loop(self) -> None:
