@@ -166,6 +166,11 @@ class Viewer(Protocol):
         """Write a frame built by :func:`wire` to the transport (never blocks)."""
         ...
 
+    def write_below(self, data: bytes, limit: int) -> bool:
+        """:meth:`write` if open and the buffer holds less than ``limit`` bytes; else
+        write nothing and return False (the fan-out's one call per viewer)."""
+        ...
+
     def close_slow(self) -> None: ...
 
 
@@ -527,15 +532,11 @@ class Hub:
                 if not sub.live:
                     sub.pending.append(frame)
                     continue
-                viewer = sub.viewer
-                if sub.behind_since is None:
-                    size = viewer.buffered()
-                    if 0 <= size < limit:
-                        viewer.write(data)
-                        sub.note(frame)
-                        sent += 1
-                        continue
-                if self._offer(sub, frame):
+                if sub.behind_since is None and sub.viewer.write_below(data, limit):
+                    sub.note(frame)
+                    sent += 1
+                    continue
+                if self._offer(sub, frame):  # full or closed: the slow-consumer policy
                     sent += 1
             _count(frame.kind, sent, frame.comments * sent, len(data) * sent)
 

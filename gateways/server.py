@@ -134,6 +134,22 @@ class Connection:
             except (RuntimeError, OSError) as e:  # closed under us: its handler cleans up
                 log.debug("write to a closing connection: %s", e)
 
+    def write_below(self, data: bytes, limit: int) -> bool:
+        ws = self.ws
+        transport = ws.transport
+        if (
+            ws.protocol.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() >= limit
+        ):
+            return False
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError) as e:  # closed under us: its handler cleans up
+            log.debug("write to a closing connection: %s", e)
+            return False
+        return True
+
     def close_slow(self) -> None:
         self.session.fail(P.CLOSE_SLOW_CONSUMER, "slow_consumer", P.error("slow_consumer"))
         self.flush()

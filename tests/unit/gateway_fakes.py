@@ -27,6 +27,13 @@ class FakeViewer:
         self.raw.append(data)
         self.queue.append(payload_of(data))
 
+    def write_below(self, data: bytes, limit: int) -> bool:
+        size = self.buffered()
+        if not 0 <= size < limit:
+            return False
+        self.write(data)
+        return True
+
     def close_slow(self) -> None:
         self.closed = True
 
