@@ -47,10 +47,20 @@ def _parser() -> argparse.ArgumentParser:
         "-l", "--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"]
     )
 
-    gateway = sub.add_parser("gateway", help="run one WebSocket gateway (drains on SIGTERM)")
+    gateway = sub.add_parser(
+        "gateway", help="run a WebSocket gateway, or N on one port (drains on SIGTERM)"
+    )
     gateway.add_argument(
         "--port", type=int, default=None, help="default: LIVECOMMENTS_GATEWAY_PORT"
     )
+    gateway.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="gateway processes on the one port, under a supervisor "
+        "(default: LIVECOMMENTS_GATEWAY_PROCESSES)",
+    )
+    gateway.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     gateway.add_argument(
         "-l",
         "--loglevel",
@@ -108,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "gateway":
             from gateways.server import run as run_gateway
 
-            return run_gateway(settings, args.port, args.loglevel)
+            return run_gateway(
+                settings, args.port, args.loglevel, processes=args.processes, child=args.child
+            )
         if args.command == "token":
             from gateways.auth import mint_token
 

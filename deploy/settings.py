@@ -158,10 +158,20 @@ class Settings(BaseSettings):
         4096, description="largest client frame; larger ones close the connection with 1009"
     )
     gateway_tick_ms: int = Field(
-        50, description="delivery tick: comments of an event are coalesced into one frame per tick"
+        10,
+        description="a busy event's comments are coalesced into one frame per tick; "
+        "others are delivered as soon as read",
     )
-    gateway_queue_frames: int = Field(
-        256, description="frames queued per connection before the slow-consumer policy applies"
+    gateway_coalesce_above_per_s: float = Field(
+        50.0, description="comments per second above which an event is busy (coalesced)"
+    )
+    gateway_write_buffer_bytes: int = Field(
+        131_072,
+        description="bytes waiting in a connection's write buffer before the slow-consumer "
+        "policy applies",
+    )
+    gateway_processes: int = Field(
+        1, description="gateway processes sharing the port (SO_REUSEPORT) under one supervisor"
     )
     gateway_slow_disconnect_s: float = Field(
         30.0, description="a viewer still overflowing its queue after this long is disconnected"

@@ -299,6 +299,26 @@ def items_frame(kind: str, event_id_json: str, items: list[str]) -> str:
 class Session:
     """One connection's protocol state. Build with the connection's open time."""
 
+    # One per connection, tens of thousands per process: no __dict__ (docs/performance.md).
+    __slots__ = (
+        "_gateway_id",
+        "_last_activity_ms",
+        "_opened_ms",
+        "_out",
+        "_post_rate",
+        "_requests",
+        "_tokens",
+        "_tokens_at",
+        "_verify",
+        "_warned_expiry",
+        "close_code",
+        "close_reason",
+        "events",
+        "identity",
+        "limits",
+        "state",
+    )
+
     def __init__(
         self,
         verify: Callable[[str], Identity],

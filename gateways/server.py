@@ -1,18 +1,25 @@
 """The WebSocket gateway: the I/O shell around ``gateways/protocol.py``.
 
-    livecomments gateway [--port 8765]
+    livecomments gateway [--port 8765] [--processes N]
 
 One process serves WebSocket connections (subprotocol ``livecomments.v1``) and, on the
 same port, ``GET /metrics`` (Prometheus) and ``GET /healthz``. It keeps no state that
 matters: a viewer who loses it reconnects anywhere and resumes with ``since``.
 
+With ``--processes N`` (``gateway_processes``) a small supervisor runs N such processes
+on the one port (``SO_REUSEPORT``: the kernel spreads new connections over them), each
+with its own open-files limit and event loop, each its own gateway to presence
+(``gateway_id/k``); it forwards SIGTERM/SIGINT (each child drains) and starts again a
+child that dies.
+
 What runs in a gateway process:
 
 - one handler task per connection: frames → :class:`~gateways.protocol.Session` →
-  requests (join, leave, mode, post, moderate) carried out here; a writer task per connection
-  drains its bounded queue (``gateways/fanout.py`` has the slow-consumer policy);
-- the live reader (:class:`~gateways.fanout.Hub`): one ``XREAD`` per tick over the
-  streams of every event with local viewers;
+  requests (join, leave, mode, post, moderate) carried out here; frames are written
+  straight to the connection's transport, whose write buffer is the backpressure
+  (``gateways/fanout.py`` has the slow-consumer policy);
+- the live reader (:class:`~gateways.fanout.Hub`): one blocking ``XREAD`` at a time
+  over the streams of every event with local viewers, read again as soon as it returns;
 - a 1 s sweep enforcing the sessions' deadlines (auth, token expiry, idle);
 - presence: counts to Redis and to viewers every ``gateway_presence_interval_s``;
 - the events/users state (``topologies/state.py``) for event checks and posting (a
@@ -33,17 +40,19 @@ import json
 import logging
 import os
 import random
+import resource
 import signal
 import time
 from collections import deque
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Final
 
 import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from connectors.kafka_producer import OutputProducer
@@ -52,7 +61,7 @@ from deploy.settings import Settings
 from gateways import metrics as M
 from gateways import protocol as P
 from gateways.auth import TokenVerifier
-from gateways.fanout import Hub, build_frames
+from gateways.fanout import Hub, build_frames, wire
 from gateways.history import History, ReplayTier, id_key
 from gateways.moderation import ModerationError, ModeratorActions
 from gateways.posting import Poster, PostError, pending_view
@@ -68,18 +77,33 @@ def now_ms() -> int:
 
 
 class Connection:
-    """One viewer's connection: session, bounded queue, writer, subscriptions."""
+    """One viewer's connection: session, subscriptions, and writes straight to its
+    transport (no queue, no writer task: ``gateways/fanout.py``)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_closing",
+        "_posted_order",
+        "gateway",
+        "pinged_at",
+        "posted",
+        "session",
+        "ws",
+    )
 
     def __init__(self, gateway: Gateway, ws: ServerConnection, session: P.Session) -> None:
         self.gateway = gateway
         self.ws = ws
         self.session = session
-        self.capacity = gateway.settings.gateway_queue_frames
-        self.queue: deque[tuple[bytes, int, str]] = deque()
-        self.wake = asyncio.Event()
-        self.posted: set[str] = set()
-        self._posted_order: deque[str] = deque()
-        self.closed = False
+        # Made on a viewer's first post: most viewers never post.
+        self.posted: set[str] = _NO_POSTS
+        self._posted_order: deque[str] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self.pinged_at = 0.0
+
+    @property
+    def closed(self) -> bool:
+        return self.ws.protocol.state is not State.OPEN
 
     @property
     def user_id(self) -> str:
@@ -92,15 +116,39 @@ class Connection:
 
     # -- the Viewer protocol of the hub --------------------------------------------------
 
-    def offer(self, data: bytes, comments: int, kind: str) -> bool:
-        if self.closed or len(self.queue) >= self.capacity:
-            return False
-        self.queue.append((data, comments, kind))
-        self.wake.set()
-        return True
+    def buffered(self) -> int:
+        transport = self.ws.transport
+        # The transport closes (an abort, a reset) a moment before websockets' state
+        # says so: both are checked, so a write never reaches a closed handle.
+        if transport.is_closing() or self.ws.protocol.state is not State.OPEN:
+            return -1
+        return int(transport.get_write_buffer_size())
 
-    def room(self) -> int:
-        return self.capacity - len(self.queue)
+    def write(self, data: bytes) -> None:
+        # A whole frame, unfragmented, from the event loop's one thread: it cannot
+        # interleave with websockets' own control frames (pings, close).
+        transport = self.ws.transport
+        if self.ws.protocol.state is State.OPEN and not transport.is_closing():
+            try:
+                transport.write(data)
+            except (RuntimeError, OSError) as e:  # closed under us: its handler cleans up
+                log.debug("write to a closing connection: %s", e)
+
+    def write_below(self, data: bytes, limit: int) -> bool:
+        ws = self.ws
+        transport = ws.transport
+        if (
+            ws.protocol.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() >= limit
+        ):
+            return False
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError) as e:  # closed under us: its handler cleans up
+            log.debug("write to a closing connection: %s", e)
+            return False
+        return True
 
     def close_slow(self) -> None:
         self.session.fail(P.CLOSE_SLOW_CONSUMER, "slow_consumer", P.error("slow_consumer"))
@@ -109,14 +157,15 @@ class Connection:
     # -- replies -------------------------------------------------------------------------
 
     def reply(self, frame: str, kind: str = "reply") -> None:
-        """A reply or notice: queued even over capacity (it is small and owed)."""
-        if self.closed:
-            return
-        self.queue.append((frame.encode(), 0, kind))
-        self.wake.set()
+        """A reply or notice: written even over the buffer limit (it is small and owed)."""
+        data = wire(frame.encode())
+        if self.ws.protocol.state is State.OPEN:
+            self.write(data)
+            M.frames_out.labels(kind).inc()
+            M.bytes_out.inc(len(data))
 
     def flush(self) -> None:
-        """Move the session's frames to the queue; wake the writer if it must close."""
+        """Write the session's frames; close if the session says so."""
         for frame in self.session.data_to_send():
             kind = "error" if frame.startswith('{"type":"error"') else "reply"
             if kind == "error":
@@ -126,45 +175,42 @@ class Connection:
                     M.auth_failures.labels(code).inc()
             self.reply(frame, kind)
         if self.session.close_code is not None:
-            self.wake.set()
+            self.close()
+
+    def close(self) -> None:
+        """Close with the session's code, once (what was written goes first)."""
+        if self._closing is None and self.session.close_code is not None:
+            M.closes.labels(str(self.session.close_code)).inc()
+            self._closing = asyncio.ensure_future(
+                self.ws.close(self.session.close_code, self.session.close_reason)
+            )
 
     def remember_post(self, comment_id: str) -> None:
+        if self._posted_order is None:
+            self.posted, self._posted_order = set(), deque()
         self.posted.add(comment_id)
         self._posted_order.append(comment_id)
         if len(self._posted_order) > 200:
             self.posted.discard(self._posted_order.popleft())
 
-    async def write_loop(self) -> None:
-        """Send queued frames in order; close when the session says so."""
-        ws = self.ws
-        try:
-            while True:
-                while self.queue:
-                    data, comments, kind = self.queue.popleft()
-                    await ws.send(data, text=True)
-                    M.bytes_out.inc(len(data))
-                    M.frames_out.labels(kind).inc()
-                    if comments:
-                        M.deliveries.inc(comments)
-                if self.session.close_code is not None:
-                    M.closes.labels(str(self.session.close_code)).inc()
-                    await ws.close(self.session.close_code, self.session.close_reason)
-                    return
-                self.wake.clear()
-                await self.wake.wait()
-        except ConnectionClosed:
-            pass
-        finally:
-            self.closed = True
+
+_PING: Final = b"hb"  # the heartbeat's ping payload; one ping in flight per connection
+_NO_POSTS: Final[set[str]] = set()  # shared and never written: see remember_post
 
 
 class Gateway:
     """Config plus server: build from settings, ``await start()``, ``await drain()``."""
 
-    def __init__(self, settings: Settings, *, port: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, port: int | None = None, child: int | None = None
+    ) -> None:
         self.settings = settings
         self.port = settings.gateway_port if port is None else port
         self.gateway_id = settings.gateway_id or f"{settings.host}:{self.port}"
+        # One of several processes on the port (``--processes``): each its own gateway.
+        self.reuse_port = child is not None
+        if child is not None:
+            self.gateway_id = f"{self.gateway_id}/{child}"
         self.verifier = TokenVerifier.from_settings(settings)
         self.limits = P.Limits(
             max_message_bytes=settings.gateway_max_message_bytes,
@@ -230,6 +276,8 @@ class Gateway:
             top_per_s=s.gateway_top_per_s,
             slow_disconnect_s=s.gateway_slow_disconnect_s,
             hot_rate_of=self._hot_rate_of,
+            coalesce_above_per_s=s.gateway_coalesce_above_per_s,
+            write_buffer_bytes=s.gateway_write_buffer_bytes,
         )
         self.poster = Poster(
             codec=self.codec,
@@ -260,15 +308,20 @@ class Gateway:
             compression=None,
             process_request=self._http,
             open_timeout=s.gateway_handshake_timeout_s,
-            ping_interval=s.gateway_ping_interval_s,
-            ping_timeout=s.gateway_ping_timeout_s,
+            # One heartbeat loop for every connection (_heartbeat), not a task each.
+            ping_interval=None,
+            ping_timeout=None,
             close_timeout=2,
             max_size=s.gateway_max_message_bytes,
-            max_queue=16,
+            # Clients send a few small requests: a short incoming queue is memory saved
+            # per connection (frames out bypass websockets' send buffer, see Connection).
+            max_queue=4,
+            reuse_port=self.reuse_port,
         )
         self._tasks = [
             asyncio.create_task(self.hub.run(), name="live-reader"),
             asyncio.create_task(self._sweep(), name="deadlines"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
             asyncio.create_task(self._presence_loop(), name="presence"),
         ]
         log.info("gateway %s listening on %s:%s", self.gateway_id, s.host, self.port)
@@ -302,6 +355,7 @@ class Gateway:
                     "ok": not self.draining,
                     "gateway_id": self.gateway_id,
                     "connections": len(self.connections),
+                    "pid": os.getpid(),
                     "events": len(self.hub.feeds) if self.hub else 0,
                 }
             )
@@ -328,7 +382,6 @@ class Gateway:
         self.connections.add(conn)
         M.connections_total.labels(self.gateway_id).inc()
         M.websocket_connections_by_server.labels(self.gateway_id).set(len(self.connections))
-        writer = asyncio.create_task(conn.write_loop())
         try:
             async for message in ws:
                 M.frames_in.inc()
@@ -342,14 +395,14 @@ class Gateway:
                 if session.close_code is not None:
                     break
             if session.close_code is not None:
-                # Let the writer send what is owed, then close with the session's code.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(writer), 5)
+                conn.close()
+                closing = conn._closing
+                if closing is not None:
+                    with contextlib.suppress(TimeoutError, ConnectionClosed):
+                        await asyncio.wait_for(asyncio.shield(closing), 5)
         except ConnectionClosed:
             pass
         finally:
-            conn.closed = True
-            writer.cancel()
             assert self.hub is not None
             for event_id in list(session.events):
                 self.hub.unsubscribe(conn, event_id)
@@ -422,8 +475,9 @@ class Gateway:
         # Shadow comments go to their author alone (the shared backlog has them all).
         recovery = recovery.for_viewer(conn.viewer_id)
         frames = build_frames(req.event_id, recovery.entries)
-        for frame in frames:
-            conn.queue.append((frame.data, frame.comments, frame.kind))
+        for frame in frames:  # owed: written whatever the buffer holds
+            conn.write(frame.data)
+        M.deliveries.inc(sum(f.comments for f in frames))
         delivered = max([id_key(upto), *(f.last for f in frames)])
         conn.reply(
             P.joined(
@@ -502,6 +556,37 @@ class Gateway:
                 conn.session.tick(now)
                 conn.flush()
 
+    async def _heartbeat(self) -> None:
+        """Ping every connection each ``gateway_ping_interval_s``; abort one whose pong
+        is ``gateway_ping_timeout_s`` late (a dead peer). websockets would run a task per
+        connection for this; one loop over them all costs a few bytes each instead."""
+        s = self.settings
+        interval, timeout = s.gateway_ping_interval_s, s.gateway_ping_timeout_s
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, interval / 4))
+            now = loop.time()
+            for conn in list(self.connections):
+                ws = conn.ws
+                if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
+                    continue
+                pending = ws.pending_pings.get(_PING)
+                if pending is not None:
+                    if now - pending[1] > timeout:
+                        log.debug("heartbeat: no pong in %.0fs; aborting", timeout)
+                        M.closes.labels("ping_timeout").inc()
+                        ws.transport.abort()
+                    continue
+                if now - conn.pinged_at >= interval:
+                    # websockets matches the pong to this entry (acknowledge_pings).
+                    ws.pending_pings[_PING] = (loop.create_future(), now)
+                    ws.protocol.send_ping(_PING)
+                    try:
+                        ws.send_data()
+                    except (RuntimeError, OSError) as e:  # closed under us
+                        log.debug("heartbeat to a closing connection: %s", e)
+                    conn.pinged_at = now
+
     async def _presence_loop(self) -> None:
         assert self.hub and self.presence
         interval = self.settings.gateway_presence_interval_s
@@ -544,7 +629,7 @@ class Gateway:
         # 4. Close the rest with 1001 (their writers flush first).
         for conn in list(self.connections):
             conn.session.fail(P.CLOSE_GOING_AWAY, "draining")
-            conn.wake.set()
+            conn.close()
         await self._until_no_connections(s.gateway_force_close_s)
         # 5. Abort whatever is still open.
         for conn in list(self.connections):
@@ -605,8 +690,10 @@ def _hung(after_s: float) -> None:
     os._exit(70)
 
 
-async def serve_until_signalled(settings: Settings, port: int | None = None) -> None:
-    gateway = Gateway(settings, port=port)
+async def serve_until_signalled(
+    settings: Settings, port: int | None = None, child: int | None = None
+) -> None:
+    gateway = Gateway(settings, port=port, child=child)
     await gateway.start()
     loop = asyncio.get_running_loop()
     draining: list[asyncio.Task[None]] = []
@@ -624,7 +711,24 @@ async def serve_until_signalled(settings: Settings, port: int | None = None) -> 
     await gateway.stopped.wait()
 
 
-def run(settings: Settings, port: int | None = None, loglevel: str = "info") -> int:
+def raise_open_files() -> int:
+    """Raise this process's open-files limit to its hard limit (one descriptor per
+    connection); returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run(
+    settings: Settings,
+    port: int | None = None,
+    loglevel: str = "info",
+    *,
+    processes: int | None = None,
+    child: int | None = None,
+) -> int:
     """``livecomments gateway``: serve until SIGTERM/SIGINT, then drain."""
     import uvloop
 
@@ -634,5 +738,49 @@ def run(settings: Settings, port: int | None = None, loglevel: str = "info") -> 
     )
     for name in ("aiokafka", "cassandra", "websockets", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    uvloop.run(serve_until_signalled(settings, port))
+    raise_open_files()
+    n = settings.gateway_processes if processes is None else processes
+    if child is None and n > 1:
+        return supervise(n, port or settings.gateway_port, loglevel)
+    uvloop.run(serve_until_signalled(settings, port, child))
     return 0
+
+
+def supervise(processes: int, port: int, loglevel: str, restart_after_s: float = 1.0) -> int:
+    """Run ``processes`` gateways on ``port`` (SO_REUSEPORT) until SIGTERM/SIGINT, which
+    each child gets (and drains on); a child that dies otherwise is started again."""
+    import subprocess
+    import sys
+
+    def spawn(k: int) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "deploy.cli", "gateway", "--port", str(port)]
+        return subprocess.Popen([*cmd, "--child", str(k), "-l", loglevel])
+
+    children = {k: spawn(k) for k in range(processes)}
+    stopping: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+        for proc in children.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    pids = " ".join(str(p.pid) for p in children.values())
+    print(f"gateway supervisor {os.getpid()}: {processes} processes on port {port}: {pids}")
+    sys.stdout.flush()
+    while True:
+        for k, proc in list(children.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            if stopping:
+                del children[k]
+            else:
+                log.warning("gateway process %d exited with %s; starting it again", k, code)
+                time.sleep(restart_after_s)
+                children[k] = spawn(k)
+        if not children:
+            return 0
+        time.sleep(0.2)

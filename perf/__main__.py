@@ -4,6 +4,7 @@
     pipeline         submitted → persisted, in Redis, at a viewer: throughput, CPU µs per
                      comment per process (saturation and steady), loss, p50/p99
     fanout           one gateway, many viewers: deliveries/s, p50/p99, lost, gateway CPU
+                     (--source redis: the gateway alone, fed through the Redis streams)
     connections      idle viewers held by one gateway: count, failures, RSS each, heartbeats
     moderation       held-out quality of the models and µs per comment (no servers)
     drills           faults under load with viewers: lost, duplicated, viewer gaps
@@ -62,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         "--viewers", type=int, help="fanout, soak, pipeline (60): viewers (connections: target)"
     )
     p.add_argument("--rates", help="fanout: comments/s of each phase, comma-separated")
+    p.add_argument(
+        "--source",
+        choices=["pipeline", "redis"],
+        default="pipeline",
+        help="fanout: post through the pipeline, or write the events' Redis streams "
+        "directly (the gateway alone)",
+    )
+    p.add_argument("--processes", type=int, help="fanout --source redis: load processes")
     p.add_argument("--minutes", type=float, default=10.0, help="soak: how long")
     p.add_argument("--json-dir", type=Path, help="all: where the JSON files, summary and plots go")
     p.add_argument(
@@ -104,9 +113,20 @@ def main(argv: list[str] | None = None) -> int:
         from perf.bench_fanout import run as run_fanout
 
         rates = [float(r) for r in args.rates.split(",")] if args.rates else None
-        result = run_fanout(
-            settings, quick=args.quick, workers=args.workers, viewers=args.viewers, rates=rates
-        )
+        if args.source == "redis":
+            from perf.bench_fanout import run_redis
+
+            result = run_redis(
+                settings,
+                quick=args.quick,
+                viewers=args.viewers,
+                rates=rates,
+                processes=args.processes,
+            )
+        else:
+            result = run_fanout(
+                settings, quick=args.quick, workers=args.workers, viewers=args.viewers, rates=rates
+            )
     elif args.name == "connections":
         from perf.bench_connections import run as run_connections
 

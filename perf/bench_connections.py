@@ -1,4 +1,9 @@
-"""connections: how many idle viewers one gateway process holds, and what each costs.
+"""connections: how many idle viewers one machine's gateway holds, and what each costs.
+
+The gateway runs as ``livecomments gateway --processes N`` (N processes on one port,
+SO_REUSEPORT): each process stays under its open-files limit (one descriptor per
+connection), so the machine holds more than one process could. N is chosen from the
+target and the limit.
 
 Viewers authenticate and join one of a few events (livecomments.v1), then sit idle: the
 cost of a crowd that watches and does not talk. They are opened in steps from a few
@@ -13,17 +18,18 @@ through its settings, ``LIVECOMMENTS_GATEWAY_PING_INTERVAL_S``):
 - a few connections stop reading (a dead peer): the gateway must drop exactly those
   within ``ping_interval + ping_timeout``.
 
-Metrics: ``connections`` (held at once, by the gateway's count), ``failed`` (opens or
-joins that failed, plus live connections dropped), ``rss_bytes_per_connection`` (RSS
-growth over connections), ``heartbeat_ok``; the ramp's samples are in ``ramp``.
+Metrics: ``connections`` (held at once on the machine: the gateway processes' open
+sockets above their baseline), ``failed`` (opens or joins that failed, plus live
+connections dropped), ``rss_bytes_per_connection`` (the processes' RSS growth over
+connections), ``heartbeat_ok``, ``processes``; the ramp's samples are in ``ramp``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import multiprocessing as mp
+import os
 import random
 import time
 import uuid
@@ -33,16 +39,14 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import httpx
-import websockets
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Subprotocol
 
 from deploy.settings import Settings
 from gateways.auth import mint_token
 from perf.load import make_events
-from perf.processes import Gateway, start_gateway, wait_healthy
+from perf.processes import gateway_processes, start_gateway, wait_healthy
 from perf.procstat import cpu_seconds, raise_nofile, rss_bytes, say
-from perf.viewer import SUBPROTOCOL, percentile
+from perf.viewer import percentile
+from perf.wsload import Tally, WsViewer, close_all, open_viewers
 from schemas.codec import AvroCodec
 
 PER_PROCESS = 8_000  # connections per viewer process, well under its open-files limit
@@ -58,126 +62,81 @@ class HolderSpec:
 
 
 @dataclass
-class _Held:
-    ws: ClientConnection
-    reader: asyncio.Task[None] | None = None
-    pong: asyncio.Future[float] | None = None
-    dead: bool = False
-
-
-@dataclass
 class Holder:
-    """In a viewer process: the connections it holds, and what went wrong."""
+    """In a viewer process: the connections it holds (:mod:`perf.wsload`'s cheap
+    clients, so the load side is not what limits the ramp), and what went wrong."""
 
     spec: HolderSpec
     settings: Settings
-    held: list[_Held] = field(default_factory=list)
+    held: list[WsViewer] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
-    dropped: Counter[str] = field(default_factory=Counter)
     opened: int = 0
+    tally: Tally = field(default_factory=Tally)
 
     async def open_many(self, n: int, concurrency: int) -> None:
         """Open ``n`` more, ``concurrency`` handshakes at a time (the gateway closes a
         handshake that takes longer than its 3 s limit, so a flood fails by itself)."""
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(i: int) -> None:
-            async with gate:
-                try:
-                    await self.open_one(i)
-                except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
-                    self.failures[f"{type(e).__name__}: {e}"[:120]] += 1
-                except RuntimeError as e:  # the gateway refused the join
-                    self.failures[str(e)[:120]] += 1
-
         start = self.opened
         self.opened += n
-        await asyncio.gather(*(one(start + i) for i in range(n)))
-
-    async def open_one(self, i: int) -> None:
-        event_id = self.spec.events[i % len(self.spec.events)]
-        token = mint_token(self.settings, f"{self.spec.user_prefix}-{i}")
-        ws = await connect(
+        tokens = [
+            mint_token(self.settings, f"{self.spec.user_prefix}-{start + i}") for i in range(n)
+        ]
+        events = [self.spec.events[(start + i) % len(self.spec.events)] for i in range(n)]
+        viewers = await open_viewers(
             self.spec.url,
-            subprotocols=[Subprotocol(SUBPROTOCOL)],
-            open_timeout=30,
-            ping_interval=None,  # the gateway pings; the client only answers
-            compression=None,
-            max_size=2**20,
-            local_addr=(self.spec.local_ip, 0),
+            tokens,
+            events,
+            tally=self.tally,
+            latency_every=10**9,
+            concurrency=concurrency,
+            timeout_s=30,
+            local_ip=self.spec.local_ip,
+            report_all=True,
         )
-        try:
-            await ws.send(json.dumps({"type": "auth", "token": token}))
-            await ws.send(json.dumps({"type": "join", "event_id": event_id, "id": "j"}))
-            async with asyncio.timeout(30):
-                while True:
-                    frame = json.loads(await ws.recv())
-                    if frame.get("type") == "joined":
-                        break
-                    if frame.get("type") == "error":
-                        raise RuntimeError(f"join refused: {frame.get('code')}")
-        except BaseException:
-            await ws.close()
-            raise
-        held = _Held(ws)
-        held.reader = asyncio.create_task(self._read(held))
-        self.held.append(held)
-
-    async def _read(self, held: _Held) -> None:
-        try:
-            async for raw in held.ws:
-                if held.pong is not None and '"pong"' in str(raw) and not held.pong.done():
-                    held.pong.set_result(time.perf_counter())
-        except websockets.exceptions.ConnectionClosed:
-            pass
-        if not held.dead:
-            code = held.ws.close_code
-            self.dropped[f"{code} {held.ws.close_reason or ''}".strip()] += 1
+        self.held.extend(viewers)
+        failed = n - len(viewers)
+        if failed:
+            self.failures = Counter(dict(self.tally.errors.most_common(5)))
 
     def open_count(self) -> int:
-        return sum(1 for h in self.held if not h.dead and h.ws.close_code is None)
+        return sum(1 for v in self.held if not v.dead and v.open)
+
+    def dropped(self) -> Counter[str]:
+        return Counter(str(v.close_code) for v in self.held if not v.dead and not v.open)
 
     async def probe(self, sample: int) -> dict[str, Any]:
         """WebSocket pings and protocol pings on a sample of live connections."""
-        live = [h for h in self.held if not h.dead and h.ws.close_code is None]
+        live = [v for v in self.held if not v.dead and v.open]
         chosen = random.sample(live, min(sample, len(live)))
         ws_rtt: list[float] = []
         app_rtt: list[float] = []
         unanswered = 0
 
-        async def one(h: _Held) -> None:
+        async def one(v: WsViewer) -> None:
             nonlocal unanswered
             try:
-                t0 = time.perf_counter()
-                waiter = await h.ws.ping()
-                await asyncio.wait_for(waiter, 10)
-                ws_rtt.append((time.perf_counter() - t0) * 1000)
-                h.pong = asyncio.get_running_loop().create_future()
-                t0 = time.perf_counter()
-                await h.ws.send(json.dumps({"type": "ping", "id": "k"}))
-                answered = await asyncio.wait_for(h.pong, 10)
-                app_rtt.append((answered - t0) * 1000)
-            except (TimeoutError, websockets.exceptions.ConnectionClosed):
+                ws_ms, app_ms = await v.probe()
+                ws_rtt.append(ws_ms)
+                app_rtt.append(app_ms)
+            except (TimeoutError, ConnectionError):
                 unanswered += 1
-            finally:
-                h.pong = None
 
-        await asyncio.gather(*(one(h) for h in chosen))
+        await asyncio.gather(*(one(v) for v in chosen))
         return {"asked": len(chosen) * 2, "unanswered": unanswered, "ws": ws_rtt, "app": app_rtt}
 
     def go_dead(self, n: int) -> int:
         """Stop reading ``n`` live connections: to the gateway they are dead peers."""
-        live = [h for h in self.held if not h.dead and h.ws.close_code is None]
-        for h in live[:n]:
-            h.dead = True
-            h.ws.transport.pause_reading()
+        live = [v for v in self.held if not v.dead and v.open]
+        for v in live[:n]:
+            v.go_dead()
         return min(n, len(live))
 
+    def dead_closed(self) -> int:
+        """Dead peers whose connection the gateway has closed."""
+        return sum(1 for v in self.held if v.dead and not v.open)
+
     async def close_all(self) -> None:
-        for h in self.held:
-            if h.reader:
-                h.reader.cancel()
-            h.ws.transport.abort()
+        close_all(self.held)
 
 
 def _holder_main(spec: HolderSpec, conn: Connection) -> None:
@@ -192,10 +151,10 @@ async def _hold(spec: HolderSpec, conn: Connection) -> None:
     while True:
         command, arg = await asyncio.to_thread(conn.recv)
         if command == "open":
-            before = sum(holder.failures.values())
             count, concurrency = arg
+            had = len(holder.held)
             await holder.open_many(int(count), concurrency=int(concurrency))
-            conn.send({"failed": sum(holder.failures.values()) - before})
+            conn.send({"failed": int(count) - (len(holder.held) - had)})
         elif command == "probe":
             conn.send(await holder.probe(int(arg)))
         elif command == "dead":
@@ -204,7 +163,8 @@ async def _hold(spec: HolderSpec, conn: Connection) -> None:
             conn.send(
                 {
                     "open": holder.open_count(),
-                    "dropped": dict(holder.dropped),
+                    "dropped": dict(holder.dropped()),
+                    "dead_closed": holder.dead_closed(),
                     "failures": dict(holder.failures.most_common(5)),
                 }
             )
@@ -254,20 +214,70 @@ class Holders:
                 p.join(5)
 
 
-def gateway_connections(settings: Settings, gateway: Gateway) -> int:
+def open_sockets(pid: int) -> int:
+    """Sockets ``pid`` has open (from /proc: the gateway's count, whichever process)."""
     try:
-        r = httpx.get(f"http://{settings.host}:{gateway.port}/healthz", timeout=10)
-        return int(r.json()["connections"])
-    except (httpx.HTTPError, ValueError, KeyError):
-        return -1
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    n = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                n += 1
+    return n
+
+
+@dataclass
+class Served:
+    """The gateway's processes, with each one's sockets and RSS at the start."""
+
+    pids: list[int]
+    sockets0: dict[int, int] = field(default_factory=dict)
+    rss0: int = 0
+
+    def baseline(self) -> None:
+        self.sockets0 = {p: open_sockets(p) for p in self.pids}
+        self.rss0 = self.rss()
+
+    def connections(self) -> int:
+        return sum(max(0, open_sockets(p) - self.sockets0.get(p, 0)) for p in self.pids)
+
+    def per_process(self) -> list[int]:
+        return [max(0, open_sockets(p) - self.sockets0.get(p, 0)) for p in self.pids]
+
+    def rss(self) -> int:
+        return sum(rss_bytes(p) for p in self.pids)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p) for p in self.pids)
+
+
+def wait_processes(gateway: Any, settings: Settings, n: int, timeout_s: float = 90.0) -> list[int]:
+    """Until the supervisor has ``n`` children and every one answers on the port."""
+    deadline = time.monotonic() + timeout_s
+    seen: set[int] = set()
+    while time.monotonic() < deadline:
+        pids = gateway_processes(gateway) if n > 1 else [gateway.pid]
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            # A new connection lands on any process of the port: ask until all answered.
+            r = httpx.get(f"http://{settings.host}:{gateway.port}/healthz", timeout=2)
+            seen.add(int(r.json()["pid"]))
+        if len(pids) == n and set(pids) <= seen:
+            return pids
+        time.sleep(0.05)
+    raise TimeoutError(f"{n} gateway processes did not all answer in {timeout_s}s")
 
 
 def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[str, Any]:
     fd_limit = raise_nofile()
-    # The gateway needs a few hundred descriptors of its own (Kafka, Cassandra, Redis).
-    ceiling = fd_limit - 400
-    want = min(target or (3_000 if quick else ceiling), ceiling)
-    step = 1_000 if quick else 2_000
+    # Each gateway process needs a few hundred descriptors of its own (Kafka, Cassandra,
+    # Redis); the kernel spreads connections over the processes by a hash, not evenly:
+    # plan each for three quarters of what its limit leaves.
+    per_gateway = int((fd_limit - 400) * 0.75)
+    want = target or (3_000 if quick else 50_000)
+    gateways_n = max(1, -(-want // per_gateway))
+    step = 1_000 if quick else 5_000
     ping_interval, ping_timeout = (3.0, 6.0) if quick else (10.0, 10.0)
     # Handshakes in flight per viewer process: with thousands held, the gateway's loop is
     # busy with their heartbeats and answers new handshakes more slowly.
@@ -285,19 +295,25 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             "LIVECOMMENTS_GATEWAY_PING_INTERVAL_S": str(ping_interval),
             "LIVECOMMENTS_GATEWAY_PING_TIMEOUT_S": str(ping_timeout),
         },
+        processes=gateways_n,
     )
     holders: Holders | None = None
     ramp: list[dict[str, Any]] = []
     try:
         wait_healthy(settings, [gateway])
-        time.sleep(2.0)  # let it settle (imports, first reads) before the baseline
-        baseline = rss_bytes(gateway.pid)
+        served = Served(wait_processes(gateway, settings, gateways_n))
+        time.sleep(2.0)  # let them settle (imports, first reads) before the baseline
+        served.baseline()
+        baseline = served.rss0
         ramp.append({"connections": 0, "rss_bytes": baseline, "seconds": 0.0})
         holders = Holders.start(gateway.url(settings), events, processes)
-        say(f"connections: up to {want} in steps of {step}, {processes} viewer processes")
+        say(
+            f"connections: up to {want} in steps of {step}, {gateways_n} gateway processes, "
+            f"{processes} viewer processes"
+        )
         failed = 0
         t0 = time.monotonic()
-        cpu0 = cpu_seconds(gateway.pid)
+        cpu0 = served.cpu()
         opened = 0
         while opened < want:
             n = min(step, want - opened)
@@ -306,12 +322,13 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             step_failed = sum(int(g["failed"]) for g in got)
             failed += step_failed
             opened += n
-            held = gateway_connections(settings, gateway)
+            held = served.connections()
             ramp.append(
                 {
                     "connections": held,
-                    "rss_bytes": rss_bytes(gateway.pid),
+                    "rss_bytes": served.rss(),
                     "seconds": round(time.monotonic() - t0, 1),
+                    "per_process": served.per_process(),
                 }
             )
             say(f"connections: {held} held, {failed} failed, RSS {ramp[-1]['rss_bytes'] >> 20} MiB")
@@ -319,21 +336,23 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
                 notes.append(f"stopped the ramp at {held}: {step_failed} of {n} opens failed")
                 break
         ramp_s = time.monotonic() - t0
-        connect_cpu = cpu_seconds(gateway.pid) - cpu0
-        peak = gateway_connections(settings, gateway)
-        peak_rss = rss_bytes(gateway.pid)
+        connect_cpu = served.cpu() - cpu0
+        peak = served.connections()
+        peak_rss = served.rss()
+        peak_per_process = served.per_process()
 
         # Heartbeats: everyone idle through a few ping intervals, a sample probing,
         # and a few connections going silent.
         say(f"connections: heartbeats every {ping_interval:g} s, holding")
+        before_dead = served.connections()
         dead = sum(holders.ask("dead", [DEAD_PER_PROCESS] * processes))
-        idle_cpu0 = cpu_seconds(gateway.pid)
+        idle_cpu0 = served.cpu()
         hold_s = 3 * ping_interval + ping_timeout + 4
         time.sleep(hold_s / 2)
         probes = holders.ask("probe", [50] * processes)
         time.sleep(hold_s / 2)
-        idle_cpu_per_s = (cpu_seconds(gateway.pid) - idle_cpu0) / hold_s
-        after = gateway_connections(settings, gateway)
+        idle_cpu_per_s = (served.cpu() - idle_cpu0) / hold_s
+        after = served.connections()
         counts = holders.ask("count", [None] * processes)
     finally:
         if holders is not None:
@@ -345,7 +364,9 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
     asked = sum(int(p["asked"]) for p in probes)
     ws_rtt = [x for p in probes for x in p["ws"]]
     app_rtt = [x for p in probes for x in p["app"]]
-    dead_dropped = max(0, peak - after - live_dropped)
+    # A peer that stops reading never sees its connection closed: count on the
+    # gateway's side what it closed, less the live ones that were dropped.
+    dead_dropped = max(0, before_dead - after - live_dropped)
     max_held = max(r["connections"] for r in ramp)
     if peak < max_held:
         notes.append(
@@ -363,12 +384,10 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
         notes.append(f"live connections dropped while idle: {[c['dropped'] for c in counts]}")
     if dead_dropped != dead:
         notes.append(f"{dead} connections stopped reading; the gateway dropped {dead_dropped}")
-    if peak >= ceiling - 50:
+    if max(peak_per_process) >= fd_limit - 450:
         notes.append(
-            f"limited by the open-files limit: RLIMIT_NOFILE is {fd_limit} (hard) in this "
-            "container and cannot be raised by setrlimit; the gateway holds one descriptor "
-            "per connection. A server with a higher limit goes further: memory was not the "
-            f"limit ({peak_rss >> 20} MiB RSS at the peak)"
+            f"a gateway process reached its open-files limit ({fd_limit}, the hard limit "
+            f"here): connections per process {peak_per_process}; more processes go further"
         )
     notes.append(
         f"viewers are idle (joined, not posting); the ramp opens {concurrency} at a time per "
@@ -383,13 +402,16 @@ def run(settings: Settings, *, quick: bool, target: int | None = None) -> dict[s
             "step": step,
             "concurrency_per_process": concurrency,
             "events": len(events),
-            "processes": processes,
+            "viewer_processes": processes,
+            "gateway_processes": gateways_n,
             "ping_interval_s": ping_interval,
             "ping_timeout_s": ping_timeout,
             "open_files_limit": fd_limit,
         },
         "metrics": {
             "connections": peak,
+            "processes": gateways_n,
+            "connections_per_process": peak_per_process,
             "max_held": max_held,
             "failed": failed + live_dropped,
             "rss_bytes_per_connection": round((peak_rss - baseline) / peak) if peak > 0 else None,

@@ -1,4 +1,7 @@
-"""fanout: comments posted through the pipeline, delivered by one gateway to many viewers.
+"""fanout: comments delivered by one gateway to many viewers.
+
+``--source pipeline`` (the default) posts them through the pipeline (below);
+``--source redis`` measures the gateway alone (:func:`run_redis`, at the end).
 
 One gateway process, real workers, fresh events (one hot: half the comments and 40 % of
 the viewers). Viewers (perf/viewer.py, run in a few processes so the load side has more
@@ -34,7 +37,7 @@ from deploy.settings import Settings
 from gateways.auth import mint_token
 from perf.audit import AuditReport, cassandra_comments, wait_until_persisted
 from perf.follower import Follower, wait_publishing
-from perf.load import Acked, comments, make_events, produce
+from perf.load import PHRASES, Acked, comments, make_events, produce
 from perf.processes import (
     Gateway,
     Worker,
@@ -520,6 +523,9 @@ def summarise(
                 if delivered
                 else None,
                 "cpu_cores": ph.cpu,
+                "load_cpu_share": max(
+                    (v for k, v in ph.cpu.items() if k.startswith("viewers-")), default=0.0
+                ),
             }
         )
         viewer_cpu = [v for k, v in ph.cpu.items() if k.startswith("viewers-")]
@@ -584,6 +590,7 @@ def summarise(
             "p50_ms": last["p50_ms"],
             "p99_ms": last["p99_ms"],
             "lost": g["lost"],
+            "load_cpu_share": last["load_cpu_share"],
             # The whole run (every phase and the catch-up) over every comment received.
             "gateway_cpu_s_per_million_deliveries": round(gateway_cpu_s / g["received"] * 1e6, 2)
             if g["received"]
@@ -598,6 +605,364 @@ def summarise(
             "refused_joins": g["refused_joins"],
             "pipeline_lost": report.lost,
             "pipeline_duplicated": report.duplicated,
+            "by_rate": by_rate,
+        },
+        "notes": notes,
+    }
+
+
+# -- the gateway alone: entries written to the events' Redis streams ---------------------
+#
+# ``perf fanout --source redis``: no Kafka comments, no workers. The bench writes
+# comments into the events' streams with the workers' own writer
+# (connectors/redis_streams.py ``LiveStreams.append``: the same entry ids, fields and
+# JSON), so what is measured is the gateway: reading the streams, building frames and
+# writing them to every viewer. Viewers are :mod:`perf.wsload`'s cheap clients, many per
+# process, so the load side is not the bottleneck (its CPU is reported per phase).
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One load process: its viewers' events, and how they sample."""
+
+    url: str
+    events: list[str]
+    first_user: int
+    latency_every: int
+    local_ip: str
+
+
+def _load_main(spec: LoadSpec, conn: Connection) -> None:
+    import uvloop
+
+    raise_nofile()
+    uvloop.run(_load(spec, conn))
+
+
+async def _load(spec: LoadSpec, conn: Connection) -> None:
+    from perf.wsload import Tally, close_all, open_viewers
+
+    settings = Settings()
+    tally = Tally()
+    tokens = [mint_token(settings, f"wsl-{spec.first_user + i}") for i in range(len(spec.events))]
+    viewers = await open_viewers(
+        spec.url,
+        tokens,
+        spec.events,
+        tally=tally,
+        latency_every=spec.latency_every,
+        local_ip=spec.local_ip,
+    )
+    if len(viewers) < len(spec.events):
+        conn.send(("error", f"{len(viewers)} of {len(spec.events)} joined: {dict(tally.errors)}"))
+        return
+    conn.send(("ready", len(viewers)))
+    _kind, heads, timeout_s = await asyncio.to_thread(conn.recv)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all((v.last if v.last is not None else -1) >= heads[v.event_id] for v in viewers):
+            break
+        await asyncio.sleep(0.1)
+    expected = sum(heads[v.event_id] + 1 for v in viewers)
+    behind = sum(1 for v in viewers if (v.last if v.last is not None else -1) < heads[v.event_id])
+    close_all(viewers)
+    conn.send(
+        (
+            "result",
+            {
+                "viewers": len(viewers),
+                "received": tally.received,
+                "frames": tally.frames,
+                "lost": max(0, expected - tally.received),
+                "behind": behind,
+                "chain_breaks": tally.chain_breaks,
+                "duplicates": tally.duplicates,
+                "declared_gaps": tally.gaps,
+                "recovered_gaps": tally.recovered_gaps,
+                "full_parses": tally.full_parses,
+                "parse_mismatches": tally.parse_mismatches,
+                "refused_joins": tally.refused_joins,
+                "errors": dict(tally.errors.most_common(5)),
+                "samples": tally.samples,
+                "per_second": tally.per_second,
+            },
+        )
+    )
+
+
+@dataclass
+class Load:
+    """Load processes of cheap viewers."""
+
+    procs: list[mp.process.BaseProcess] = field(default_factory=list)
+    conns: list[Connection] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, url: str, assignments: list[list[str]], processes: int) -> Load:
+        ctx = mp.get_context("spawn")
+        load = cls()
+        events = [a[0] for a in assignments]
+        for k in range(processes):
+            mine = events[k::processes]
+            parent, child = ctx.Pipe()
+            spec = LoadSpec(url, mine, k * 1_000_000, latency_every=20, local_ip=f"127.0.0.{k + 2}")
+            p = ctx.Process(target=_load_main, args=(spec, child), daemon=True)
+            p.start()
+            load.procs.append(p)
+            load.conns.append(parent)
+        return load
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"load process {p.pid} did not get ready in {timeout_s}s")
+            kind, detail = c.recv()
+            if kind != "ready":
+                raise RuntimeError(f"load process {p.pid}: {detail}")
+
+    def results(self, heads: dict[str, int], timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        for c in self.conns:
+            c.send(("heads", heads, timeout_s))
+        out = []
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(timeout_s + 60):
+                raise TimeoutError(f"load process {p.pid} did not report")
+            kind, detail = c.recv()
+            if kind != "result":
+                raise RuntimeError(f"load process {p.pid}: {detail}")
+            out.append(detail)
+        return out
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {f"load-{k}": p.pid for k, p in enumerate(self.procs) if p.pid}
+
+
+async def write_streams(
+    settings: Settings, events: list[str], rate: float, seconds: float, positions: Counter[str]
+) -> int:
+    """Comments into the events' streams at ``rate``/s for ``seconds``, as the workers
+    write them (``LiveStreams.append``: one pipeline per batch); returns how many."""
+    from connectors.redis_streams import LiveStreams
+    from schemas.records import CommentPublished
+
+    cycle = comment_cycle(events)
+    streams = LiveStreams(settings)
+    run = uuid.uuid4().hex[:6]
+    total = int(rate * seconds)
+    sent = 0
+    started = time.monotonic()
+    try:
+        while sent < total:
+            due = min(total, int((time.monotonic() - started) * rate) + 1)
+            batch = []
+            now = int(time.time() * 1000)
+            for i in range(sent, due):
+                event_id = cycle[i % len(cycle)]
+                position = positions[event_id]
+                positions[event_id] += 1
+                batch.append(
+                    CommentPublished(
+                        comment_id=f"{run}-{i:08d}",
+                        event_id=event_id,
+                        user_id=f"user-{(i * 7919) % 20_000}",
+                        display_name=f"User {(i * 7919) % 20_000}",
+                        text=PHRASES[i % len(PHRASES)],
+                        language="en",
+                        position=position,
+                        previous_position=position - 1 if position else None,
+                        epoch=1,
+                        submitted_at=now,
+                        published_at=now,
+                    )
+                )
+            if batch:
+                await streams.append(batch)
+                sent = due
+            next_at = started + sent / rate
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    finally:
+        await streams.close()
+    return sent
+
+
+def run_redis(
+    settings: Settings,
+    *,
+    quick: bool,
+    viewers: int | None = None,
+    rates: list[float] | None = None,
+    processes: int | None = None,
+) -> dict[str, Any]:
+    """The gateway alone (see the comment above ``LoadSpec``)."""
+    import uvloop
+
+    n = viewers or (500 if quick else 1000)
+    events_n = 6
+    rates = rates or ([50.0, 200.0] if quick else [50.0, 200.0, 1000.0])
+    seconds = 5.0 if quick else 20.0
+    procs = processes or 2
+    fd_limit = raise_nofile()
+    notes: list[str] = []
+    with AvroCodec(settings) as codec:
+        codec.register_all()
+        events = make_events(settings, codec, events_n, f"fanredis-{uuid.uuid4().hex[:6]}")
+    gateway = start_gateway(settings, 0)
+    load: Load | None = None
+    phases: list[dict[str, Any]] = []
+    positions: Counter[str] = Counter()
+    try:
+        wait_healthy(settings, [gateway])
+        load = Load.start(gateway.url(settings), assign(n, events), procs)
+        load.wait_ready()
+        say(f"fanout (redis): {n} viewers on {events_n} events in {procs} load processes")
+        pids = {"gateway": gateway.pid, **load.pids} | {
+            k: v for k, v in stack_pids(settings).items() if k == "redis"
+        }
+        meter = CpuMeter(pids)
+        for rate in rates:
+            say(f"fanout (redis): {rate:g} comments/s for {seconds:g} s")
+            meter.start()
+            started = time.time()
+            wrote = uvloop.run(write_streams(settings, events, rate, seconds, positions))
+            finished = time.time()
+            phases.append(
+                {"rate": rate, "started": started, "finished": finished, "written": wrote}
+                | {"cpu": meter.shares()}
+            )
+        heads = {e: positions[e] - 1 for e in events}
+        say("fanout (redis): waiting for the viewers to reach the last comment")
+        tallies = load.results(heads)
+    finally:
+        if load is not None:
+            load.stop()
+        gateway.stop()
+    return summarise_redis(n, events_n, procs, seconds, phases, tallies, notes, quick, fd_limit)
+
+
+def summarise_redis(
+    viewers: int,
+    events: int,
+    processes: int,
+    seconds: float,
+    phases: list[dict[str, Any]],
+    tallies: list[dict[str, Any]],
+    notes: list[str],
+    quick: bool,
+    fd_limit: int,
+) -> dict[str, Any]:
+    samples = [s for t in tallies for s in t["samples"]]
+    per_second: Counter[int] = Counter()
+    for t in tallies:
+        per_second.update(t["per_second"])
+    by_rate = []
+    for ph in phases:
+        lo, hi = ph["started"] * 1000, ph["finished"] * 1000
+        lat = [lat for sub, lat in samples if lo <= sub < hi]
+        inside = [
+            per_second.get(sec, 0) for sec in range(int(ph["started"]) + 1, int(ph["finished"]))
+        ]
+        deliveries_s = statistics.mean(inside) if inside else 0.0
+        cpu = ph["cpu"]
+        load_cpu = [v for k, v in cpu.items() if k.startswith("load-")]
+        by_rate.append(
+            {
+                "target_rate": ph["rate"],
+                "comments_per_s": round(ph["written"] / (ph["finished"] - ph["started"]), 1),
+                "deliveries_per_s": round(deliveries_s),
+                "p50_ms": round(percentile(lat, 50), 1),
+                "p99_ms": round(percentile(lat, 99), 1),
+                "max_ms": round(max(lat), 1) if lat else 0.0,
+                "latency_samples": len(lat),
+                "gateway_cpu_s_per_million_deliveries": round(
+                    cpu.get("gateway", 0.0) / deliveries_s * 1e6, 2
+                )
+                if deliveries_s
+                else None,
+                "gateway_cpu_cores": cpu.get("gateway", 0.0),
+                "load_cpu_share": max(load_cpu) if load_cpu else 0.0,
+                "load_cpu_cores": round(sum(load_cpu), 3),
+                "cpu_cores": cpu,
+            }
+        )
+        if load_cpu and max(load_cpu) > SATURATED:
+            notes.append(
+                f"at {ph['rate']:g}/s a load process used {max(load_cpu):.0%} of a core: "
+                "the viewers may be the bottleneck in this phase"
+            )
+        if cpu.get("gateway", 0.0) > SATURATED:
+            notes.append(
+                f"at {ph['rate']:g}/s the gateway used {cpu['gateway']:.0%} of a core: "
+                "it is the bottleneck (one process, one event loop)"
+            )
+        if cpu.get("machine", 0.0) > 0.9:
+            notes.append(f"at {ph['rate']:g}/s the machine's cores were {cpu['machine']:.0%} busy")
+    last = by_rate[-1]
+    keys = (
+        "viewers",
+        "received",
+        "frames",
+        "lost",
+        "behind",
+        "chain_breaks",
+        "duplicates",
+        "declared_gaps",
+        "recovered_gaps",
+        "full_parses",
+        "parse_mismatches",
+        "refused_joins",
+    )
+    g = {k: sum(int(t[k]) for t in tallies) for k in keys}
+    errors = [e for t in tallies for e in t["errors"]]
+    if errors:
+        notes.append(f"viewer errors (first few): {errors[:5]}")
+    if g["declared_gaps"]:
+        notes.append(f"{g['declared_gaps']} slow-consumer gaps were declared by the gateway")
+    notes.append(
+        f"the gateway alone: comments written to the events' Redis streams by the workers' "
+        f"writer (LiveStreams.append), read by {viewers} cheap viewers (perf/wsload.py) in "
+        f"{processes} processes; latency = submitted_at (set when written) → received"
+    )
+    return {
+        "bench": "fanout",
+        "source": "redis",
+        "quick": quick,
+        "params": {
+            "viewers": viewers,
+            "events": events,
+            "rates": [ph["rate"] for ph in phases],
+            "seconds": seconds,
+            "processes": processes,
+            "gateways": 1,
+            "open_files_limit": fd_limit,
+        },
+        "metrics": {
+            "viewers": g["viewers"],
+            "comments_per_s": last["comments_per_s"],
+            "deliveries_per_s": last["deliveries_per_s"],
+            "p50_ms": last["p50_ms"],
+            "p99_ms": last["p99_ms"],
+            "lost": g["lost"],
+            "gateway_cpu_s_per_million_deliveries": last["gateway_cpu_s_per_million_deliveries"],
+            "load_cpu_share": last["load_cpu_share"],
+            "received": g["received"],
+            "frames": g["frames"],
+            "viewers_behind": g["behind"],
+            "viewer_chain_breaks": g["chain_breaks"],
+            "viewer_duplicates": g["duplicates"],
+            "declared_gaps": g["declared_gaps"],
+            "recovered_gaps": g["recovered_gaps"],
+            "full_parses": g["full_parses"],
+            "parse_mismatches": g["parse_mismatches"],
+            "refused_joins": g["refused_joins"],
             "by_rate": by_rate,
         },
         "notes": notes,

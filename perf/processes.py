@@ -200,15 +200,22 @@ class Gateway(Child):
             return False
 
 
-def start_gateway(settings: Settings, index: int = 0, env: dict[str, str] | None = None) -> Gateway:
-    """A gateway on ``gateway_port + index``, its log in the state dir's logs."""
+def start_gateway(
+    settings: Settings, index: int = 0, env: dict[str, str] | None = None, processes: int = 1
+) -> Gateway:
+    """A gateway on ``gateway_port + index``, its log in the state dir's logs; with
+    ``processes`` > 1, that many on the one port under the gateway's supervisor (the
+    returned pid is the supervisor's; :func:`gateway_processes` finds the others)."""
     logs = settings.state_path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"gateway-{index}.log"
     port = settings.gateway_port + index
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.cli", "gateway", "--port", str(port), "-l", "warning"],
+            [
+                *(sys.executable, "-m", "deploy.cli", "gateway", "--port", str(port)),
+                *("--processes", str(processes), "-l", "warning"),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -228,3 +235,13 @@ def wait_healthy(settings: Settings, gateways: list[Gateway], timeout_s: float =
             return
         time.sleep(0.3)
     raise TimeoutError(f"gateways not healthy within {timeout_s}s")
+
+
+def gateway_processes(gateway: Gateway) -> list[int]:
+    """The pids serving a gateway's port: the children of its supervisor, else itself."""
+    try:
+        text = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text()
+    except OSError:
+        return [gateway.pid]
+    children = [int(p) for p in text.split()]
+    return children or [gateway.pid]

@@ -635,11 +635,14 @@ def test_drain_tells_viewers_to_reconnect_then_closes_with_1001_and_loses_no_ack
                     return
                 if reply["type"] == "ack":
                     acked.append(reply["comment_id"])
+                    if len(acked) >= 5:
+                        flowing.set()
                 i += 1
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # the pace of the posts, not a wait
 
+        flowing = asyncio.Event()  # drain while posts flow
         posting = asyncio.create_task(post_until_closed())
-        await asyncio.sleep(1.0)
+        await asyncio.wait_for(flowing.wait(), 30)
         started = time.monotonic()
         draining.signal(signal.SIGTERM)
         notice = await viewer.wait_for(lambda f: f["type"] == "reconnect", within_s=10)
@@ -816,7 +819,10 @@ def test_top_mode_viewers_of_a_hot_event_get_a_ranked_subset_and_all_mode_gets_e
             lambda _f: sent[-1] in {x["comment_id"] for x in everything.comments(event_id)},
             within_s=180,
         )
-        await asyncio.sleep(1)
+        # Both viewers' frames of each read are written together; a ping answered on
+        # `top` comes after every frame written to it before (one ordered connection).
+        await top.send({"type": "ping", "id": "barrier"})
+        await top.wait_for(lambda f: f.get("id") == "barrier")
         all_ids = [x["comment_id"] for x in everything.comments(event_id)]
         top_ids = [x["comment_id"] for x in top.comments(event_id)]
         assert set(sent) | {pinned} == set(all_ids)
@@ -830,3 +836,50 @@ def test_top_mode_viewers_of_a_hot_event_get_a_ranked_subset_and_all_mode_gets_e
             await c.close()
 
     asyncio.run(scenario())
+
+
+def test_gateway_processes_share_one_port_each_delivers_and_all_drain_on_sigterm(
+    settings: Settings,
+    pipeline: list[Worker],
+    new_event: Callable[..., str],
+) -> None:
+    event_id = new_event()
+    many = start_gateway(
+        settings,
+        {
+            "LIVECOMMENTS_GATEWAY_PROCESSES": "2",
+            "LIVECOMMENTS_GATEWAY_DRAIN_S": "2",
+            "LIVECOMMENTS_GATEWAY_FORCE_CLOSE_S": "1",
+        },
+    )
+    try:
+        # Each new connection lands on either process: ask until both have answered.
+        pids: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < deadline:
+            r = httpx.get(f"http://127.0.0.1:{many.port}/healthz", timeout=5)
+            pids.add(int(r.json()["pid"]))
+        assert len(pids) == 2, "two processes answer on the one port"
+
+        async def scenario() -> None:
+            viewers = [await Client.open(many.url, token(settings, f"multi-{i}")) for i in range(8)]
+            for v in viewers:
+                await v.join(event_id)
+            posted = (await viewers[0].post(event_id, text(900)))["comment_id"]
+            for v in viewers:
+                await v.wait_for(
+                    lambda _f, v=v: posted in {x["comment_id"] for x in v.comments(event_id)},
+                    within_s=180,
+                )
+            for v in viewers:
+                await v.close()
+
+        asyncio.run(scenario())
+        many.signal(signal.SIGTERM)
+        try:
+            many.proc.wait(30)  # the supervisor ends once both processes drained
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"supervisor still running after SIGTERM: {many.log.read_text()[-3000:]}")
+        assert many.proc.returncode == 0, many.log.read_text()[-3000:]
+    finally:
+        many.stop()

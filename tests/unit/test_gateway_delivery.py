@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from gateway_fakes import LIMIT, FakeClock, FakeViewer
 
 from connectors.cassandra_store import StoredComment
 from gateways import posting
-from gateways.fanout import Feed, Hub, Subscription, build_frames, rank
+from gateways.fanout import Feed, Hub, Subscription, build_frames, payload_of, rank
 from gateways.history import (
     Entry,
     History,
@@ -93,31 +93,10 @@ def test_frames_split_comment_and_retraction_runs_and_keep_the_bytes_of_each_ite
     entries = [comment(1, None), comment(2, 1), retract(2), comment(4, 2)]
     frames = build_frames("e", entries)
     assert [f.kind for f in frames] == ["comments", "retracted", "comments"]
-    first = json.loads(frames[0].data)
+    first = json.loads(payload_of(frames[0].data))
     assert first["type"] == "comments" and [i["position"] for i in first["items"]] == [1, 2]
     assert frames[0].data.count(entries[0].data.encode()) == 1
     assert (frames[0].first, frames[0].last, frames[0].comments) == ((2, 0), (3, 0), 2)
-
-
-@dataclass
-class FakeViewer:
-    capacity: int = 4
-    queue: list[bytes] = field(default_factory=list)
-    closed: bool = False
-    posted: set[str] = field(default_factory=set)
-    viewer_id: str | None = "v"
-
-    def offer(self, data: bytes, comments: int, kind: str) -> bool:
-        if len(self.queue) >= self.capacity:
-            return False
-        self.queue.append(data)
-        return True
-
-    def room(self) -> int:
-        return self.capacity - len(self.queue)
-
-    def close_slow(self) -> None:
-        self.closed = True
 
 
 def hub(**kw: Any) -> Hub:
@@ -126,9 +105,10 @@ def hub(**kw: Any) -> Hub:
         "recent_s": 60,
         "top_per_s": 20,
         "slow_disconnect_s": 30,
+        "write_buffer_bytes": LIMIT,
     }
     options.update(kw)
-    return Hub(None, None, **options)  # type: ignore[arg-type]
+    return Hub(kw.pop("redis", None), None, **options)  # type: ignore[arg-type]
 
 
 def attach(h: Hub, viewer: FakeViewer, mode: str = "all") -> Feed:
@@ -145,11 +125,12 @@ def test_every_viewer_gets_the_very_same_bytes() -> None:
     attach(h, b)
     h._deliver(feed, [comment(1, None), comment(2, 1)])
     assert a.queue == b.queue and len(a.queue) == 1
-    assert a.queue[0] is b.queue[0]
+    assert a.raw[0] is b.raw[0]  # one frame built and framed once, written to both
 
 
 def test_a_slow_viewer_is_skipped_forward_with_a_gap_notice_then_disconnected() -> None:
-    h = hub(slow_disconnect_s=0.2)
+    clock = FakeClock()
+    h = hub(slow_disconnect_s=0.2, clock=clock)
     slow = FakeViewer(capacity=2)
     feed = attach(h, slow)
     for p in range(1, 5):
@@ -169,7 +150,7 @@ def test_a_slow_viewer_is_skipped_forward_with_a_gap_notice_then_disconnected() 
     # Behind again and staying behind past the limit: closed.
     for p in range(6, 9):
         h._deliver(feed, [comment(p, p - 1)])
-    time.sleep(0.25)
+    clock.now += 0.25
     h._deliver(feed, [comment(9, 8)])
     assert slow.closed
 
@@ -396,7 +377,7 @@ def test_the_shared_frame_has_no_shadow_comment_and_its_author_gets_a_frame_of_t
         feed, [comment(1, None), shadow(2, 1, "troll"), comment(3, 1), shadow(4, 3, "nobody")]
     )
     assert items(alice.queue) == items(bob.queue) == items(anon.queue) == [1, 3]
-    assert alice.queue[0] is bob.queue[0] is anon.queue[0]  # one shared frame, one encoding
+    assert alice.raw[0] is bob.raw[0] is anon.raw[0]  # one shared frame, one encoding
     assert b"only I see this" not in alice.queue[0]
     assert items(troll.queue) == [1, 2, 3]  # in the event's order
     assert items(other.queue) == [1, 3]  # another hidden user sees no shadow but their own
