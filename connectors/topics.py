@@ -99,4 +99,3 @@ def kafka_topics(settings: Settings) -> list[KafkaTopic]:
         (USERS_PROFILES, settings.partitions_state, dict(compacted)),
     ]
     return [KafkaTopic(TOPICS_BY_NAME[name], parts, config) for name, parts, config in layout]
-

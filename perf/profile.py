@@ -44,7 +44,7 @@ _JFR_FRAME = re.compile(r"^\s*(?P<frame>[^\s(]+)\(.*?\)\s+line:")
 
 
 @dataclass
-class Tally:
+class SampleTally:
     """Sample counts by function: self (on top of the stack) and inclusive (anywhere)."""
 
     samples: int = 0
@@ -90,9 +90,9 @@ def _frame_name(frame: str) -> str:
     return _LINE_NO.sub(")", frame.strip())
 
 
-def tally_collapsed(lines: Iterable[str]) -> Tally:
+def tally_collapsed(lines: Iterable[str]) -> SampleTally:
     """py-spy's raw format: ``frame;frame;...;frame count``, outermost frame first."""
-    t = Tally()
+    t = SampleTally()
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
@@ -105,11 +105,11 @@ def tally_collapsed(lines: Iterable[str]) -> Tally:
     return t
 
 
-def tally_jfr(lines: Iterable[str]) -> Tally:
+def tally_jfr(lines: Iterable[str]) -> SampleTally:
     """``jfr print --events jdk.ExecutionSample``: each event's ``stackTrace = [`` block
     lists frames innermost first (``pkg.Class.method(args) line: N``), possibly cut with
     ``...``."""
-    t = Tally()
+    t = SampleTally()
     frames: list[str] | None = None
     for line in lines:
         s = line.strip()
