@@ -1,7 +1,6 @@
 """Set-up and tear-down of a process's connections: start in order, stop in reverse.
 
-A process (the HTTP API, the worker; the gateway is to adopt it) lists what it needs
-as named steps::
+A process (the HTTP API, the worker, the gateway) lists what it needs as named steps::
 
     services = Services("api")
     backbone = Backbone(settings)
@@ -107,8 +106,12 @@ class Backbone:
     """The connections every edge process opens: Redis, the registry (codec), Cassandra,
     the Kafka producer and the events/users state. Attributes are set as steps start."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, redis_connections: int | None = None) -> None:
+        """``redis_connections``: a bounded, blocking pool of that many (a flood of
+        requests waits for a connection instead of opening thousands); None: redis-py's
+        default pool."""
         self.settings = settings
+        self._redis_connections = redis_connections
         self.redis: Any = None
         self.codec: AvroCodec | None = None
         self.store: Any = None
@@ -127,7 +130,16 @@ class Backbone:
     async def _start_redis(self) -> None:
         import redis.asyncio as aioredis
 
-        self.redis = aioredis.Redis.from_url(self.settings.redis_address, socket_timeout=10)
+        if self._redis_connections is None:
+            self.redis = aioredis.Redis.from_url(self.settings.redis_address, socket_timeout=10)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.settings.redis_address,
+                max_connections=self._redis_connections,
+                timeout=20,
+                socket_timeout=10,
+            )
+            self.redis = aioredis.Redis(connection_pool=pool)
         try:
             await self.redis.ping()
         except BaseException:

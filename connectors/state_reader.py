@@ -169,7 +169,3 @@ class StateReader:
             return
         if isinstance(record, LiveEvent | UserProfile):
             table[ident] = record
-
-
-# The name workers and gateways have used; one class, one concept.
-GlobalState = StateReader

@@ -98,12 +98,12 @@ class Audience(threading.Thread):
 
     def __init__(self, settings: Settings, url: str, events: list[str], count: int) -> None:
         super().__init__(daemon=True)
+        from deploy.viewer import ViewerClient
         from gateways.auth import mint_token
-        from perf.viewer import Viewer
 
         self.latencies: list[float] = []
         self.viewers = [
-            Viewer(
+            ViewerClient(
                 [url],
                 mint_token(settings, f"watcher-{i}", name=f"Watcher {i}"),
                 [events[i % len(events)]],
@@ -117,7 +117,7 @@ class Audience(threading.Thread):
         self.start()
 
     def run(self) -> None:
-        from perf.viewer import stop_all
+        from deploy.viewer import stop_all
 
         async def main() -> None:
             self._done = asyncio.Event()
@@ -179,14 +179,14 @@ def run(
     from connectors.kafka_clients import producer_config
     from connectors.state_writer import StateWriter
     from connectors.topics import COMMENTS_SUBMITTED
-    from deploy.stack import launcher
-    from perf.processes import (
+    from deploy.processes import (
         start_gateway,
         start_worker,
         wait_assigned,
         wait_events_known,
         wait_healthy,
     )
+    from deploy.stack import launcher
     from schemas.codec import AvroCodec
     from schemas.records import CommentSubmitted, EventStatus, LiveEvent
 
@@ -287,7 +287,7 @@ def _dashboard(
     audience: Audience,
     elapsed: float,
 ) -> None:
-    from perf.viewer import percentile
+    from deploy.viewer import percentile
 
     latencies = audience.take_latencies()
     delivered: Counter[str] = Counter()

@@ -22,7 +22,7 @@ What runs in a gateway process:
   over the streams of every event with local viewers, read again as soon as it returns;
 - a 1 s sweep enforcing the sessions' deadlines (auth, token expiry, idle);
 - presence: counts to Redis and to viewers every ``gateway_presence_interval_s``;
-- the events/users state (``topologies/state.py``) for event checks and posting (a
+- the events/users state (``connectors/state_reader.py``) for event checks and posting (a
   timed-out or banned user is refused at once, from the profile it follows);
 - moderators' actions through :class:`~gateways.moderation.ModeratorActions`, the
   service the HTTP API uses too.
@@ -47,7 +47,6 @@ from collections import deque
 from http import HTTPStatus
 from typing import Any, Final
 
-import redis.asyncio as aioredis
 from prometheus_client import generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -56,6 +55,7 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from connectors.kafka_producer import OutputProducer
+from connectors.services import Backbone, Services
 from connectors.topics import COMMENTS_PUBLISHED
 from deploy.settings import Settings
 from gateways import metrics as M
@@ -66,14 +66,11 @@ from gateways.history import History, ReplayTier, id_key
 from gateways.moderation import ModerationError, ModeratorActions
 from gateways.posting import Poster, PostError, pending_view
 from gateways.presence import Presence
+from schemas.clock import now_ms
 from schemas.codec import AvroCodec
-from topologies.stages.validate import Limits as PostLimits
+from topologies.stages.validate import CommentLimits
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Connection:
@@ -228,6 +225,7 @@ class Gateway:
         self.state: Any = None
         self.producer: OutputProducer | None = None
         self.codec: AvroCodec | None = None
+        self.services: Services | None = None
         self.hub: Hub | None = None
         self.history: History | None = None
         self.poster: Poster | None = None
@@ -238,29 +236,17 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect to Redis, Cassandra, Kafka and the registry, then listen."""
-        from connectors.cassandra_store import CommentStore
-        from topologies.state import GlobalState
-
         s = self.settings
-        # Bounded and blocking: a flood of joins waits for a connection instead of
+        # Redis: bounded and blocking, a flood of joins waits for a connection instead of
         # opening thousands (Redis refuses past maxclients; the pool raised). 64 ran dry
         # in the drills' reconnect storms (hundreds of joins answered `unavailable`).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            s.redis_address,
-            max_connections=s.gateway_redis_connections,
-            timeout=20,
-            socket_timeout=10,
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
-        await self.redis.ping()
-        self.codec = AvroCodec(s)
-        await asyncio.to_thread(self.codec.register_all)
-        self.store = await asyncio.to_thread(CommentStore, s)
-        self.producer = OutputProducer(s)
-        await self.producer.start()
-        self.state = GlobalState(s, self.codec)
-        await self.state.start()
-        await self.state.ready.wait()
+        backbone = Backbone(s, redis_connections=s.gateway_redis_connections)
+        self.services = Services(f"gateway {self.gateway_id}")
+        backbone.add_to(self.services)
+        await self.services.start()
+        self.redis, self.codec, self.store = backbone.redis, backbone.codec, backbone.store
+        self.producer, self.state = backbone.producer, backbone.state
+        assert self.codec is not None
         self.history = History(
             self.redis,
             self.store,
@@ -285,7 +271,9 @@ class Gateway:
             redis=self.redis,
             state=self.state,
             gateway_id=self.gateway_id,
-            limits=PostLimits(max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute),
+            limits=CommentLimits(
+                max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute
+            ),
             nonce_ttl_s=s.gateway_nonce_ttl_s,
         )
         self.presence = Presence(self.redis, self.gateway_id, s.gateway_presence_interval_s)
@@ -658,16 +646,8 @@ class Gateway:
             self._server.close(close_connections=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
-        if self.producer is not None:
-            await self.producer.stop()
-        if self.state is not None:
-            await self.state.stop()
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
-        if self.redis is not None:
-            await self.redis.aclose()
-        if self.codec is not None:
-            self.codec.close()
+        if self.services is not None:
+            await self.services.stop()  # what started, in reverse
         self.stopped.set()
 
 

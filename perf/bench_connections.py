@@ -40,12 +40,12 @@ from typing import Any
 
 import httpx
 
+from deploy.processes import gateway_processes, start_gateway, wait_healthy
 from deploy.settings import Settings
+from deploy.viewer import percentile
 from gateways.auth import mint_token
 from perf.load import make_events
-from perf.processes import gateway_processes, start_gateway, wait_healthy
 from perf.procstat import cpu_seconds, raise_nofile, rss_bytes, say
-from perf.viewer import percentile
 from perf.wsload import Tally, WsViewer, close_all, open_viewers
 from schemas.codec import AvroCodec
 

@@ -4,7 +4,7 @@
 ``--source redis`` measures the gateway alone (:func:`run_redis`, at the end).
 
 One gateway process, real workers, fresh events (one hot: half the comments and 40 % of
-the viewers). Viewers (perf/viewer.py, run in a few processes so the load side has more
+the viewers). Viewers (deploy/viewer.py, run in a few processes so the load side has more
 than one interpreter) join before the first comment, so each must receive every comment
 its events publish. Comments are written to ``comments.submitted`` at a steady rate
 (``perf/load.py``, acked by Kafka as a gateway's post is), in phases of rising rate.
@@ -33,13 +33,8 @@ from typing import Any
 
 from cassandra.cluster import Cluster
 
-from deploy.settings import Settings
-from gateways.auth import mint_token
-from perf.audit import AuditReport, cassandra_comments, wait_until_persisted
-from perf.follower import Follower, wait_publishing
-from perf.load import PHRASES, Acked, comments, make_events, produce
-from perf.processes import (
-    Gateway,
+from deploy.processes import (
+    GatewayChild,
     Worker,
     start_gateway,
     start_worker,
@@ -48,8 +43,13 @@ from perf.processes import (
     wait_events_known,
     wait_healthy,
 )
+from deploy.settings import Settings
+from deploy.viewer import ViewerClient, percentile, stop_all, watch
+from gateways.auth import mint_token
+from perf.audit import AuditReport, cassandra_comments, wait_until_persisted
+from perf.follower import Follower, wait_publishing
+from perf.load import PHRASES, Acked, comments, make_events, produce
 from perf.procstat import CpuMeter, raise_nofile, say, stack_pids
-from perf.viewer import Viewer, percentile, stop_all, watch
 from schemas.codec import AvroCodec
 from schemas.records import CommentSubmitted
 
@@ -61,8 +61,8 @@ SATURATED = 0.85
 LATENCY_SAMPLES = 200_000
 
 
-class TallyViewer(Viewer):
-    """A :class:`Viewer` that keeps counts, not sets: thousands fit in one process.
+class TallyViewer(ViewerClient):
+    """A :class:`ViewerClient` that keeps counts, not sets: thousands fit in one process.
 
     Per event it keeps the last position and the number of comments received, checks
     the ``previous_position`` chain, and samples ``(submitted_at, latency)`` pairs.
@@ -187,7 +187,7 @@ def _tally(viewers: Sequence[TallyViewer], heads: dict[str, tuple[int, int]]) ->
 
 @dataclass
 class Crowd:
-    """Viewer processes: started, joined, then asked for their tallies."""
+    """ViewerClient processes: started, joined, then asked for their tallies."""
 
     procs: list[mp.process.BaseProcess] = field(default_factory=list)
     conns: list[Connection] = field(default_factory=list)
@@ -310,12 +310,12 @@ def wait_working(settings: Settings, workers: list[Worker], timeout_s: float = 1
 
 
 @dataclass
-class Rig:
+class FanoutRig:
     """Workers, one gateway, fresh events and a crowd of viewers joined to them."""
 
     settings: Settings
     workers: list[Worker] = field(default_factory=list)
-    gateway: Gateway | None = None
+    gateway: GatewayChild | None = None
     crowd: Crowd | None = None
     events: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -397,7 +397,9 @@ class Phase:
     failed: int
 
 
-def run_phases(rig: Rig, codec: AvroCodec, rates: Sequence[float], seconds: float) -> list[Phase]:
+def run_phases(
+    rig: FanoutRig, codec: AvroCodec, rates: Sequence[float], seconds: float
+) -> list[Phase]:
     phases = []
     meter = CpuMeter(rig.pids())
     for rate in rates:
@@ -445,7 +447,7 @@ def run(
     fd_limit = raise_nofile()
     expected = sum(p["rates"]) * p["seconds"] * p["viewers"] * 0.4
     sample = min(1.0, LATENCY_SAMPLES / max(expected, 1.0))
-    rig = Rig(settings)
+    rig = FanoutRig(settings)
     notes = rig.notes
     with AvroCodec(settings) as codec:
         codec.register_all()

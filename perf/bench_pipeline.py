@@ -1,7 +1,7 @@
 """pipeline: comments.submitted → Cassandra, the event's Redis stream and a viewer; and
 what each comment costs in CPU, per process.
 
-The bench starts N workers and a real WebSocket gateway (perf/processes.py), makes fresh
+The bench starts N workers and a real WebSocket gateway (deploy/processes.py), makes fresh
 events and connects viewers (perf/bench_fanout.py's crowd: a process of its own, so the
 viewers' CPU is not the load generator's) to every event before the first comment. Then,
 in order:
@@ -46,15 +46,7 @@ from typing import Any
 
 import httpx
 
-from deploy.settings import Settings
-from perf.audit import audit
-from perf.bench_fanout import Crowd, published
-from perf.bench_kafka import ensure_topic, produce_rate
-from perf.cost import LOAD, SATURATED_SHARE, PhaseCost, busy_share, deltas, percentile
-from perf.follower import Follower, wait_publishing
-from perf.load import comments as make_comments
-from perf.load import make_events, produce
-from perf.processes import (
+from deploy.processes import (
     Child,
     start_gateway,
     start_worker,
@@ -63,6 +55,14 @@ from perf.processes import (
     wait_events_known,
     wait_healthy,
 )
+from deploy.settings import Settings
+from perf.audit import audit
+from perf.bench_fanout import Crowd, published
+from perf.bench_kafka import ensure_topic, produce_rate
+from perf.cost import LOAD, SATURATED_SHARE, PhaseCost, busy_share, deltas, percentile
+from perf.follower import Follower, wait_publishing
+from perf.load import comments as make_comments
+from perf.load import make_events, produce
 from perf.procstat import cpu_readings, machine_busy, raise_nofile, say, stack_pids
 from perf.profile import Profiler
 from schemas.codec import AvroCodec

@@ -40,16 +40,8 @@ from typing import Any
 
 from cassandra.cluster import Cluster
 
-from deploy.settings import Settings
-from deploy.stack import launcher
-from deploy.stack.local import Cassandra, Kafka
-from deploy.stack.local import Redis as RedisServer
-from gateways.auth import mint_token
-from perf.audit import cassandra_comments, wait_until_persisted
-from perf.fence import StackInUse, check_alone, rig_ports
-from perf.load import LoadResult, comments, make_events, produce
-from perf.processes import (
-    Gateway,
+from deploy.processes import (
+    GatewayChild,
     Worker,
     start_gateway,
     start_worker,
@@ -58,8 +50,16 @@ from perf.processes import (
     wait_events_known,
     wait_healthy,
 )
+from deploy.settings import Settings
+from deploy.stack import launcher
+from deploy.stack.local import Cassandra, Kafka
+from deploy.stack.local import Redis as RedisServer
+from deploy.viewer import ViewerClient, stop_all, watch
+from gateways.auth import mint_token
+from perf.audit import cassandra_comments, wait_until_persisted
+from perf.fence import StackInUse, check_alone, rig_ports
+from perf.load import LoadResult, comments, make_events, produce
 from perf.procstat import say
-from perf.viewer import Viewer, stop_all, watch
 from schemas.codec import AvroCodec
 
 DRILLS = ("kill_worker", "kill_gateway", "restart_kafka", "restart_redis", "stop_cassandra")
@@ -78,7 +78,7 @@ class DrillResult:
     declared_gaps: int = 0
     recovered_gaps: int = 0
     reconnects: int = 0
-    refused_joins: int = 0  # joins answered `unavailable` and retried (perf/viewer.py)
+    refused_joins: int = 0  # joins answered `unavailable` and retried (deploy/viewer.py)
     viewers: int = 0
     seconds: float = 0.0
     # Why viewers were disconnected or refused, most frequent first (digits masked).
@@ -111,7 +111,7 @@ class Rig:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.workers: list[Worker] = []
-        self.gateways: list[Gateway] = []
+        self.gateways: list[GatewayChild] = []
 
     def start(self) -> None:
         self.workers = [start_worker(self.settings, i) for i in range(2)]
@@ -198,7 +198,7 @@ def _fault(rig: Rig, name: str, shape: Shape) -> Callable[[], None]:
     return faults[name]
 
 
-async def _caught_up(viewers: list[Viewer], heads: dict[str, int], timeout_s: float) -> bool:
+async def _caught_up(viewers: list[ViewerClient], heads: dict[str, int], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if all((v.views[e].position or -1) >= head for v in viewers for e, head in heads.items()):
@@ -231,7 +231,7 @@ async def run_drill(
     wait_events_known(settings, rig.workers, shape.events)
     urls = [g.url(settings) for g in rig.gateways]
     viewers = [
-        Viewer(
+        ViewerClient(
             urls[i % 2 :] + urls[: i % 2], mint_token(settings, f"viewer-{i}"), events, sample=0.0
         )
         for i in range(shape.viewers)

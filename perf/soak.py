@@ -17,11 +17,11 @@ import time
 from typing import Any
 
 from deploy.settings import Settings
+from deploy.viewer import percentile
 from perf.audit import wait_until_persisted
-from perf.bench_fanout import LATENCY_SAMPLES, Rig, published, weighted_comments
+from perf.bench_fanout import LATENCY_SAMPLES, FanoutRig, published, weighted_comments
 from perf.load import LoadResult, produce
 from perf.procstat import raise_nofile, rss_bytes, say
-from perf.viewer import percentile
 from schemas.codec import AvroCodec
 
 INTERVAL_S = 10.0
@@ -46,7 +46,7 @@ def run(settings: Settings, *, minutes: float, viewers: int, rate: float) -> dic
     raise_nofile()
     seconds = minutes * 60
     expected = rate * seconds * viewers * 0.4
-    rig = Rig(settings)
+    rig = FanoutRig(settings)
     samples: dict[str, list[tuple[float, int]]] = {}
     notes: list[str] = []
     with AvroCodec(settings) as codec:

@@ -321,7 +321,7 @@ def plot_connections(out_dir: Path, target: Path) -> bool:
     ax.plot([r["connections"] for r in ramp], [r["rss_bytes"] / 2**20 for r in ramp], "o-", ms=4)
     per = data["metrics"].get("rss_bytes_per_connection")
     ax.set_title(
-        "Gateway memory against idle connections (one process)"
+        "Gateway memory against idle connections (all processes)"
         + (f"\n{per / 1024:.1f} KiB per connection" if per else "")
     )
     ax.set_xlabel("connections held")

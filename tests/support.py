@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from deploy.processes import Child, Worker, start_worker, wait_assigned
 from deploy.settings import Settings
 from gateways.auth import mint_token
-from perf.processes import Child, Worker, start_worker, wait_assigned
 
 T = TypeVar("T")
 

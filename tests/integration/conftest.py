@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support import running_workers
 
+from deploy.processes import Worker
 from deploy.settings import Settings
-from perf.processes import Worker
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryError
 from schemas.registry import RegistryClient

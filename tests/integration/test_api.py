@@ -12,8 +12,8 @@ import httpx
 import pytest
 from support import ApiProcess, bearer, error_code, start_api
 
+from deploy.processes import Worker
 from deploy.settings import Settings
-from perf.processes import Worker
 
 POSTS_PER_MINUTE = 5  # the API process's limit in this module: rate limiting is testable
 

@@ -20,8 +20,8 @@ from support import ApiProcess, bearer, error_code, start_api, wait_until
 
 from connectors.cassandra_store import CommentStore
 from connectors.state_writer import StateWriter
+from deploy.processes import Worker, wait_state_applied
 from deploy.settings import Settings
-from perf.processes import Worker, wait_state_applied
 from schemas.codec import AvroCodec
 from schemas.records import UserProfile
 

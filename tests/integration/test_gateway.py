@@ -26,9 +26,9 @@ from websockets.exceptions import ConnectionClosed
 
 from connectors.redis_streams import stream_key
 from connectors.state_writer import StateWriter
+from deploy.processes import Worker, start_worker, wait_assigned
 from deploy.settings import Settings
 from gateways.auth import mint_token
-from perf.processes import Worker, start_worker, wait_assigned
 from schemas.codec import AvroCodec
 from schemas.records import EventStatus, LiveEvent, UserProfile
 

@@ -33,8 +33,8 @@ from test_gateway import (  # fixtures too: the gateway tests' workers, gateways
     writer,
 )
 
+from deploy.processes import Worker, wait_state_applied
 from deploy.settings import Settings
-from perf.processes import Worker, wait_state_applied
 
 __all__ = ["gateways", "new_event", "pipeline", "writer"]  # fixtures used by name
 

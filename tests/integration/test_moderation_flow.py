@@ -35,10 +35,10 @@ from connectors.cassandra_store import CommentStore
 from connectors.kafka_producer import OutputProducer
 from connectors.redis_streams import LiveStreams
 from connectors.state_writer import StateWriter
+from deploy.processes import Worker
 from deploy.settings import Settings
 from gateways.auth import Identity
 from gateways.moderation import ModerationError, ModeratorActions
-from perf.processes import Worker
 from schemas.codec import AvroCodec
 
 pytestmark = pytest.mark.integration

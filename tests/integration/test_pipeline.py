@@ -14,14 +14,14 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.kafka_admin import admin_client
 from connectors.state_writer import StateWriter
 from connectors.topics import COMMENTS_REJECTED
-from deploy.settings import Settings
-from perf.audit import audit, wait_until_persisted
-from perf.load import comments, make_events, produce
-from perf.processes import (
+from deploy.processes import (
     Worker,
     wait_events_known,
     wait_users_known,
 )
+from deploy.settings import Settings
+from perf.audit import audit, wait_until_persisted
+from perf.load import comments, make_events, produce
 from schemas.codec import AvroCodec
 from schemas.records import CommentRejected, CommentSubmitted, UserProfile
 

@@ -20,13 +20,13 @@ import pytest
 from redis import Redis
 
 from connectors.redis_streams import meta_key, stream_key
+from deploy.processes import Worker, wait_events_known
 from deploy.settings import Settings
 from deploy.stack import launcher
 from deploy.stack.local import Cassandra
 from deploy.stack.local import Redis as RedisServer
 from perf.audit import wait_until_persisted
 from perf.load import LoadResult, comments, make_events, produce
-from perf.processes import Worker, wait_events_known
 from schemas.codec import AvroCodec
 
 

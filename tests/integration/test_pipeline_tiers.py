@@ -17,10 +17,10 @@ from connectors.kafka_admin import admin_client
 from connectors.kafka_clients import producer_config
 from connectors.redis_streams import stream_key
 from connectors.topics import ANALYTICS_EVENTS, COMMENTS_RETRACTED
+from deploy.processes import Worker, start_worker, wait_assigned, wait_events_known
 from deploy.settings import Settings
 from perf.audit import wait_until_persisted
 from perf.load import comments, make_events, produce
-from perf.processes import Worker, start_worker, wait_assigned, wait_events_known
 from schemas.codec import AvroCodec
 from schemas.records import AnalyticsEvent, CommentRetracted, RetractionScope
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from support import ApiProcess, bearer, start_api
 
+from deploy.processes import GatewayChild, Worker, start_gateway, wait_healthy
 from deploy.settings import Settings
-from perf.processes import Gateway, Worker, start_gateway, wait_healthy
 
 WEB_GATEWAY = 7
 CHROMIUM = Path("/usr/bin/chromium")
@@ -81,7 +81,7 @@ def ink(png: bytes) -> tuple[float, int]:
 
 
 @pytest.fixture(scope="module")
-def gateway(stack: Settings) -> Iterator[Gateway]:
+def gateway(stack: Settings) -> Iterator[GatewayChild]:
     # Index 7: a port of its own (gateway_port + 7), apart from other modules' gateways.
     g = start_gateway(stack, WEB_GATEWAY, {"LIVECOMMENTS_GATEWAY_PRESENCE_INTERVAL_S": "1"})
     try:
@@ -92,7 +92,7 @@ def gateway(stack: Settings) -> Iterator[Gateway]:
 
 
 @pytest.fixture(scope="module")
-def web_api(stack: Settings, gateway: Gateway) -> Iterator[ApiProcess]:
+def web_api(stack: Settings, gateway: GatewayChild) -> Iterator[ApiProcess]:
     api = start_api(
         stack,
         {
@@ -137,7 +137,7 @@ def new_event(http: httpx.Client, settings: Settings, title: str) -> str:
 
 def test_the_page_shows_live_comments_presence_and_removals(
     web_api: ApiProcess,
-    gateway: Gateway,
+    gateway: GatewayChild,
     browser: Any,
     settings: Settings,
     pipeline: list[Worker],
@@ -210,7 +210,7 @@ def test_the_page_shows_live_comments_presence_and_removals(
 
 def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboard(
     web_api: ApiProcess,
-    gateway: Gateway,
+    gateway: GatewayChild,
     browser: Any,
     settings: Settings,
     pipeline: list[Worker],

@@ -32,19 +32,7 @@ SIDEWAYS = {
 # That stage is pure (it imports schemas only, checked below), so sharing it is safe.
 SHARED_PURE_STAGES = ("topologies.stages.validate",)
 
-PENDING: set[tuple[str, str]] = {
-    # gateways/server.py: `from topologies.state import GlobalState` →
-    # `from connectors.state_reader import StateReader` (topologies/state.py is a
-    # re-export until then).
-    ("gateways.server", "topologies.state"),
-    # deploy/demo.py starts workers and gateways and watches a crowd with perf's
-    # helpers. Move perf/processes.py (start_worker, start_gateway, wait_*) and the
-    # pieces of perf/viewer.py the demo uses (Viewer, percentile, stop_all) into
-    # deploy/ (e.g. deploy/processes.py, deploy/viewer.py), leave re-exports in perf/,
-    # and import them from deploy/ here.
-    ("deploy.demo", "perf.processes"),
-    ("deploy.demo", "perf.viewer"),
-}
+PENDING: set[tuple[str, str]] = set()
 
 # Faust and aiokafka internals are adapted in one module, where each patch is tested.
 FAUST_ADAPTER = "topologies.faust_compat"
@@ -215,13 +203,9 @@ def test_faust_and_aiokafka_private_names_only_in_the_adapter() -> None:
 
 # Class names that still mean two things, in files this change could not edit. Rename
 # one side of each and strike it from here.
-PENDING_NAMES: set[str] = {
-    "Viewer",  # gateways/fanout.py (a connected viewer) vs perf/viewer.py (a test client)
-    "Gateway",  # gateways/server.py (the server) vs perf/processes.py (a child process)
-    "Rig",  # perf/drills.py vs perf/bench_fanout.py
-}
+PENDING_NAMES: set[str] = set()
 # Where `now_ms()` is defined: schemas/clock.py, and gateways/server.py until it imports it.
-PENDING_CLOCKS: set[str] = {"gateways.server"}
+PENDING_CLOCKS: set[str] = set()
 
 
 def _defined(kind: type[ast.AST]) -> dict[str, set[str]]:

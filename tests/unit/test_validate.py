@@ -14,8 +14,8 @@ from topologies.stages.validate import (
     HISTORY_KEEP_MS,
     MAX_ID_LENGTH,
     Accepted,
-    Limits,
-    Post,
+    CommentLimits,
+    PastPost,
     Rejected,
     Verdict,
     normalize_text,
@@ -25,7 +25,7 @@ from topologies.stages.validate import (
 
 NOW = 1_764_300_000_000
 OFFSET = 1_000
-LIMITS = Limits()
+LIMITS = CommentLimits()
 
 
 def _comment(**fields: Any) -> CommentSubmitted:
@@ -57,8 +57,8 @@ def _check(
     offset: int = OFFSET,
     event: LiveEvent | None = None,
     user: UserProfile | None = None,
-    history: tuple[Post, ...] = (),
-    limits: Limits = LIMITS,
+    history: tuple[PastPost, ...] = (),
+    limits: CommentLimits = LIMITS,
     no_event: bool = False,
 ) -> Verdict:
     return validate(
@@ -81,10 +81,10 @@ def _accepted(verdict: Verdict) -> CommentSubmitted:
     return verdict.comment
 
 
-def _posts(count: int, *, first_offset: int, every_ms: int, last_at: int) -> tuple[Post, ...]:
+def _posts(count: int, *, first_offset: int, every_ms: int, last_at: int) -> tuple[PastPost, ...]:
     """``count`` earlier posts, ``every_ms`` apart, the last one at ``last_at``."""
     return tuple(
-        Post(first_offset + i, last_at - (count - 1 - i) * every_ms, f"c-{first_offset + i}")
+        PastPost(first_offset + i, last_at - (count - 1 - i) * every_ms, f"c-{first_offset + i}")
         for i in range(count)
     )
 
@@ -163,7 +163,7 @@ def test_the_length_limit_applies_to_the_normalised_text() -> None:
 
 
 def test_the_length_limit_is_configurable() -> None:
-    verdict = _rejected(_check(_comment(text="a" * 11), limits=Limits(max_chars=10)))
+    verdict = _rejected(_check(_comment(text="a" * 11), limits=CommentLimits(max_chars=10)))
     assert verdict.reason == "text_too_long"
 
 
@@ -231,49 +231,52 @@ def test_members_and_staff_may_post_in_a_members_only_event(role: str) -> None:
 
 
 def test_a_comment_id_seen_earlier_is_a_duplicate() -> None:
-    history = (Post(OFFSET - 5, NOW - 3_000, "c-new"),)
+    history = (PastPost(OFFSET - 5, NOW - 3_000, "c-new"),)
     verdict = _rejected(_check(history=history))
     assert verdict.reason == "duplicate"
     assert "c-new" in verdict.detail
 
 
 def test_duplicates_are_caught_even_for_privileged_users() -> None:
-    history = (Post(OFFSET - 5, NOW - 3_000, "c-new"),)
+    history = (PastPost(OFFSET - 5, NOW - 3_000, "c-new"),)
     assert _rejected(_check(history=history, user=_user(roles=("admin",)))).reason == ("duplicate")
 
 
 def test_posting_again_inside_the_slow_mode_interval_is_slow_mode_with_the_wait() -> None:
-    history = (Post(OFFSET - 1, NOW - 2_000, "c-prev"),)
+    history = (PastPost(OFFSET - 1, NOW - 2_000, "c-prev"),)
     verdict = _rejected(_check(event=_event(slow_mode_s=5), history=history))
     assert verdict.reason == "slow_mode"
     assert "3000 ms" in verdict.detail
 
 
 def test_slow_mode_measures_from_the_latest_earlier_post() -> None:
-    history = (Post(OFFSET - 2, NOW - 60_000, "c-old"), Post(OFFSET - 1, NOW - 1_000, "c-prev"))
+    history = (
+        PastPost(OFFSET - 2, NOW - 60_000, "c-old"),
+        PastPost(OFFSET - 1, NOW - 1_000, "c-prev"),
+    )
     verdict = _rejected(_check(event=_event(slow_mode_s=5), history=history))
     assert "4000 ms" in verdict.detail
 
 
 @pytest.mark.parametrize("ago_ms", [5_000, 5_001, 30_000])
 def test_posting_once_the_slow_mode_interval_has_passed_is_accepted(ago_ms: int) -> None:
-    history = (Post(OFFSET - 1, NOW - ago_ms, "c-prev"),)
+    history = (PastPost(OFFSET - 1, NOW - ago_ms, "c-prev"),)
     _accepted(_check(event=_event(slow_mode_s=5), history=history))
 
 
 def test_without_slow_mode_back_to_back_posts_are_accepted() -> None:
-    history = (Post(OFFSET - 1, NOW - 1, "c-prev"),)
+    history = (PastPost(OFFSET - 1, NOW - 1, "c-prev"),)
     _accepted(_check(event=_event(slow_mode_s=0), history=history))
 
 
 @pytest.mark.parametrize("role", ["moderator", "broadcaster", "admin"])
 def test_privileged_roles_bypass_slow_mode(role: str) -> None:
-    history = (Post(OFFSET - 1, NOW - 1, "c-prev"),)
+    history = (PastPost(OFFSET - 1, NOW - 1, "c-prev"),)
     _accepted(_check(event=_event(slow_mode_s=60), history=history, user=_user(roles=(role,))))
 
 
 def test_a_member_does_not_bypass_slow_mode() -> None:
-    history = (Post(OFFSET - 1, NOW - 1, "c-prev"),)
+    history = (PastPost(OFFSET - 1, NOW - 1, "c-prev"),)
     verdict = _check(event=_event(slow_mode_s=60), history=history, user=_user(roles=("member",)))
     assert _rejected(verdict).reason == "slow_mode"
 
@@ -293,7 +296,7 @@ def test_the_60th_post_within_a_minute_is_accepted() -> None:
 
 def test_posts_a_full_minute_old_no_longer_count_towards_the_rate() -> None:
     recent = _posts(59, first_offset=OFFSET - 59, every_ms=500, last_at=NOW - 100)
-    history = (Post(OFFSET - 61, NOW - 60_000, "c-old"), *recent)
+    history = (PastPost(OFFSET - 61, NOW - 60_000, "c-old"), *recent)
     _accepted(_check(history=history))
 
 
@@ -306,7 +309,7 @@ def test_the_rate_limit_wait_is_until_the_oldest_counted_post_leaves_the_minute(
 
 def test_the_rate_limit_is_configurable() -> None:
     history = _posts(3, first_offset=OFFSET - 3, every_ms=1_000, last_at=NOW - 1_000)
-    verdict = _rejected(_check(history=history, limits=Limits(posts_per_minute=3)))
+    verdict = _rejected(_check(history=history, limits=CommentLimits(posts_per_minute=3)))
     assert verdict.reason == "rate_limited"
     assert verdict.detail.startswith("3 per minute")
 
@@ -339,7 +342,7 @@ def test_the_first_failing_check_gives_the_reason(
 
 def test_a_duplicate_is_reported_before_slow_mode_and_rate_limit() -> None:
     history = _posts(60, first_offset=OFFSET - 61, every_ms=10, last_at=NOW - 1)
-    history = (*history, Post(OFFSET - 1, NOW - 1, "c-new"))
+    history = (*history, PastPost(OFFSET - 1, NOW - 1, "c-new"))
     verdict = _check(event=_event(slow_mode_s=30), history=history)
     assert _rejected(verdict).reason == "duplicate"
 
@@ -440,16 +443,16 @@ def test_the_accepted_comment_carries_the_normalised_text_and_nothing_else_chang
 
 
 def test_revalidating_an_accepted_record_with_itself_in_history_is_not_a_duplicate() -> None:
-    before = (Post(OFFSET - 10, NOW - 20_000, "c-prev"),)
+    before = (PastPost(OFFSET - 10, NOW - 20_000, "c-prev"),)
     first = _check(event=_event(slow_mode_s=5), history=before)
-    after = remember(before, Post(OFFSET, NOW, "c-new"))
+    after = remember(before, PastPost(OFFSET, NOW, "c-new"))
     assert _check(event=_event(slow_mode_s=5), history=after) == first
     _accepted(first)
 
 
 def test_posts_after_the_record_are_ignored_for_slow_mode_and_rate() -> None:
-    before = (Post(OFFSET - 10, NOW - 20_000, "c-prev"),)
-    future = tuple(Post(OFFSET + i, NOW + i, f"c-f{i}") for i in range(1, 70))
+    before = (PastPost(OFFSET - 10, NOW - 20_000, "c-prev"),)
+    future = tuple(PastPost(OFFSET + i, NOW + i, f"c-f{i}") for i in range(1, 70))
     event = _event(slow_mode_s=5)
     first = _check(event=event, history=before)
     assert _check(event=event, history=before + future) == first
@@ -457,27 +460,27 @@ def test_posts_after_the_record_are_ignored_for_slow_mode_and_rate() -> None:
 
 
 def test_a_post_at_the_same_offset_is_the_record_itself_not_its_past() -> None:
-    itself = (Post(OFFSET, NOW, "c-new"),)
+    itself = (PastPost(OFFSET, NOW, "c-new"),)
     _accepted(_check(event=_event(slow_mode_s=60), history=itself))
 
 
 @pytest.mark.parametrize(
     ("history", "event", "reason"),
     [
-        ((Post(OFFSET - 1, NOW - 500, "c-new"),), _event(), "duplicate"),
-        ((Post(OFFSET - 1, NOW - 500, "c-prev"),), _event(slow_mode_s=5), "slow_mode"),
+        ((PastPost(OFFSET - 1, NOW - 500, "c-new"),), _event(), "duplicate"),
+        ((PastPost(OFFSET - 1, NOW - 500, "c-prev"),), _event(slow_mode_s=5), "slow_mode"),
         (_posts(60, first_offset=OFFSET - 60, every_ms=100, last_at=NOW - 1), _event(), None),
     ],
     ids=["duplicate", "slow_mode", "rate_limited"],
 )
 def test_a_rejection_is_the_same_when_replayed_with_later_posts_in_history(
-    history: tuple[Post, ...], event: LiveEvent, reason: str | None
+    history: tuple[PastPost, ...], event: LiveEvent, reason: str | None
 ) -> None:
     first = _rejected(_check(event=event, history=history))
     assert first.reason == (reason or "rate_limited")
     later = history
     for i in range(1, 4):
-        later = remember(later, Post(OFFSET + i, NOW + 200 * i, f"c-later-{i}"))
+        later = remember(later, PastPost(OFFSET + i, NOW + 200 * i, f"c-later-{i}"))
     assert _check(event=event, history=later) == first
 
 
@@ -486,7 +489,7 @@ def test_a_rate_limited_record_stays_rejected_after_a_later_post_pruned_history(
     first = _rejected(_check(history=history))
     wait_ms = int(first.detail.rsplit("wait ", 1)[1].split()[0])
     # The user's next post, once the wait is over, is accepted and remembered...
-    later = Post(OFFSET + 1, NOW + wait_ms, "c-later")
+    later = PastPost(OFFSET + 1, NOW + wait_ms, "c-later")
     assert isinstance(
         _check(
             _comment(comment_id="c-later", submitted_at=later.at_ms),
@@ -502,7 +505,7 @@ def test_a_rate_limited_record_stays_rejected_after_a_later_post_pruned_history(
 def test_a_stream_revalidated_against_its_final_history_gives_the_same_verdicts() -> None:
     rng = random.Random(7)
     event = _event(slow_mode_s=1)
-    limits = Limits(posts_per_minute=20)
+    limits = CommentLimits(posts_per_minute=20)
     records = []
     at = NOW
     for i in range(200):
@@ -510,13 +513,13 @@ def test_a_stream_revalidated_against_its_final_history_gives_the_same_verdicts(
         cid = f"c-{rng.randrange(150)}"  # some ids come back: retries
         records.append((OFFSET + 3 * i, _comment(comment_id=cid, submitted_at=at)))
 
-    history: tuple[Post, ...] = ()
+    history: tuple[PastPost, ...] = ()
     verdicts = []
     for offset, comment in records[:30]:  # a span short enough that nothing is pruned
         verdict = _check(comment, offset=offset, event=event, history=history, limits=limits)
         verdicts.append(verdict)
         if isinstance(verdict, Accepted):
-            history = remember(history, Post(offset, comment.submitted_at, comment.comment_id))
+            history = remember(history, PastPost(offset, comment.submitted_at, comment.comment_id))
     assert {type(v) for v in verdicts} == {Accepted, Rejected}
 
     for (offset, comment), verdict in zip(records[:30], verdicts, strict=True):
@@ -528,60 +531,60 @@ def test_a_stream_revalidated_against_its_final_history_gives_the_same_verdicts(
 
 
 def test_remember_appends_the_new_post() -> None:
-    first = Post(1, NOW, "a")
-    second = Post(2, NOW + 1, "b")
+    first = PastPost(1, NOW, "a")
+    second = PastPost(2, NOW + 1, "b")
     assert remember((), first) == (first,)
     assert remember((first,), second) == (first, second)
 
 
 def test_remembering_a_replayed_offset_replaces_it_and_its_future() -> None:
-    history = tuple(Post(o, NOW + o, f"c{o}") for o in (1, 2, 3, 4))
-    replayed = Post(2, NOW + 2, "c2")
+    history = tuple(PastPost(o, NOW + o, f"c{o}") for o in (1, 2, 3, 4))
+    replayed = PastPost(2, NOW + 2, "c2")
     assert remember(history, replayed) == (history[0], replayed)
 
 
 def test_remember_keeps_history_ordered_by_offset_even_when_replaying_out_of_order() -> None:
     rng = random.Random(11)
-    history: tuple[Post, ...] = ()
+    history: tuple[PastPost, ...] = ()
     for _ in range(500):
         offset = rng.randrange(1_000)
-        history = remember(history, Post(offset, NOW + offset * 10, f"c{offset}"))
+        history = remember(history, PastPost(offset, NOW + offset * 10, f"c{offset}"))
         offsets = [p.offset for p in history]
         assert offsets == sorted(set(offsets))
         assert history[-1].offset == offset
 
 
 def test_remember_keeps_at_most_keep_max_posts_the_most_recent() -> None:
-    history: tuple[Post, ...] = ()
-    posts = [Post(i, NOW + i, f"c{i}") for i in range(100)]
+    history: tuple[PastPost, ...] = ()
+    posts = [PastPost(i, NOW + i, f"c{i}") for i in range(100)]
     for post in posts:
         history = remember(history, post)
         assert len(history) <= 64
     assert history == tuple(posts[-64:])
-    assert remember(history, Post(100, NOW + 100, "c100"), keep_max=3) == (
+    assert remember(history, PastPost(100, NOW + 100, "c100"), keep_max=3) == (
         posts[-2],
         posts[-1],
-        Post(100, NOW + 100, "c100"),
+        PastPost(100, NOW + 100, "c100"),
     )
 
 
 def test_remember_forgets_posts_ten_minutes_older_than_the_new_one() -> None:
-    old = Post(1, NOW - HISTORY_KEEP_MS, "old")
-    recent = Post(2, NOW - HISTORY_KEEP_MS + 1, "recent")
-    new = Post(3, NOW, "new")
+    old = PastPost(1, NOW - HISTORY_KEEP_MS, "old")
+    recent = PastPost(2, NOW - HISTORY_KEEP_MS + 1, "recent")
+    new = PastPost(3, NOW, "new")
     assert remember((old, recent), new) == (recent, new)
     assert remember((old, recent), new, keep_ms=10_000) == (new,)
 
 
 def test_remember_keeps_enough_history_for_the_default_rate_limit() -> None:
-    history: tuple[Post, ...] = ()
+    history: tuple[PastPost, ...] = ()
     for i in range(60):
-        history = remember(history, Post(i, NOW - 59_000 + i * 900, f"c{i}"))
+        history = remember(history, PastPost(i, NOW - 59_000 + i * 900, f"c{i}"))
     verdict = _check(_comment(comment_id="c-61"), offset=60, history=history)
     assert _rejected(verdict).reason == "rate_limited"
 
 
 def test_remember_does_not_change_the_history_it_was_given() -> None:
-    history = (Post(1, NOW, "a"),)
-    remember(history, Post(2, NOW, "b"))
-    assert history == (Post(1, NOW, "a"),)
+    history = (PastPost(1, NOW, "a"),)
+    remember(history, PastPost(2, NOW, "b"))
+    assert history == (PastPost(1, NOW, "a"),)

@@ -205,8 +205,3 @@ def remember(
     kept = [p for p in history if p.offset < post.offset and p.at_ms > post.at_ms - keep_ms]
     kept.append(post)
     return tuple(kept[-keep_max:])
-
-
-# The old names, until topologies/app.py and gateways/server.py import the new ones.
-Limits = CommentLimits
-Post = PastPost

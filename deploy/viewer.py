@@ -66,7 +66,7 @@ class ViewerStats:
     errors: list[str] = field(default_factory=list)
 
 
-class Viewer:
+class ViewerClient:
     """One WebSocket connection (re-opened as needed) watching some events."""
 
     def __init__(
@@ -266,7 +266,9 @@ class Viewer:
         return sum(1 for p in published if lo <= p <= hi and p not in seen)
 
 
-async def watch(viewers: Sequence[Viewer], timeout_s: float = 60.0) -> list[asyncio.Task[None]]:
+async def watch(
+    viewers: Sequence[ViewerClient], timeout_s: float = 60.0
+) -> list[asyncio.Task[None]]:
     """Start the viewers and wait until every one has joined all its events."""
     tasks = [asyncio.create_task(v.run()) for v in viewers]
     deadline = time.monotonic() + timeout_s
@@ -278,7 +280,7 @@ async def watch(viewers: Sequence[Viewer], timeout_s: float = 60.0) -> list[asyn
     return tasks
 
 
-async def stop_all(viewers: Sequence[Viewer], tasks: Sequence[asyncio.Task[None]]) -> None:
+async def stop_all(viewers: Sequence[ViewerClient], tasks: Sequence[asyncio.Task[None]]) -> None:
     await asyncio.gather(*(v.stop() for v in viewers), return_exceptions=True)
     for t in tasks:
         t.cancel()

@@ -184,7 +184,7 @@ def wait_users_known(
 
 
 @dataclass
-class Gateway(Child):
+class GatewayChild(Child):
     """A gateway process (``livecomments gateway``) on its own port."""
 
     port: int = 0
@@ -202,7 +202,7 @@ class Gateway(Child):
 
 def start_gateway(
     settings: Settings, index: int = 0, env: dict[str, str] | None = None, processes: int = 1
-) -> Gateway:
+) -> GatewayChild:
     """A gateway on ``gateway_port + index``, its log in the state dir's logs; with
     ``processes`` > 1, that many on the one port under the gateway's supervisor (the
     returned pid is the supervisor's; :func:`gateway_processes` finds the others)."""
@@ -222,10 +222,10 @@ def start_gateway(
             start_new_session=True,
             env={**os.environ, "LIVECOMMENTS_GATEWAY_ID": f"gw-{index}", **(env or {})},
         )
-    return Gateway(index, proc, log, port)
+    return GatewayChild(index, proc, log, port)
 
 
-def wait_healthy(settings: Settings, gateways: list[Gateway], timeout_s: float = 60.0) -> None:
+def wait_healthy(settings: Settings, gateways: list[GatewayChild], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for g in gateways:
@@ -237,7 +237,7 @@ def wait_healthy(settings: Settings, gateways: list[Gateway], timeout_s: float =
     raise TimeoutError(f"gateways not healthy within {timeout_s}s")
 
 
-def gateway_processes(gateway: Gateway) -> list[int]:
+def gateway_processes(gateway: GatewayChild) -> list[int]:
     """The pids serving a gateway's port: the children of its supervisor, else itself."""
     try:
         text = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text()
