@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support import running_workers
+from support import GatewayProcess, running_workers, start_gateway
 
+from connectors.state_writer import StateWriter
 from deploy.processes import Worker
 from deploy.settings import Settings
 from schemas.codec import AvroCodec
 from schemas.errors import RegistryError
+from schemas.records import EventStatus, LiveEvent
 from schemas.registry import RegistryClient
 
 HERE = Path(__file__).parent
@@ -85,3 +89,38 @@ def pipeline(stack: Settings) -> Iterator[list[Worker]]:
     """Two real workers for the whole module."""
     with running_workers(stack) as started:
         yield started
+
+
+@pytest.fixture(scope="module")
+def gateways(stack: Settings) -> Iterator[list[GatewayProcess]]:
+    started = [start_gateway(stack), start_gateway(stack)]
+    yield started
+    for g in started:
+        g.stop()
+
+
+@pytest.fixture(scope="module")
+def writer(stack: Settings) -> StateWriter:
+    codec = AvroCodec(stack)
+    codec.register_all()
+    return StateWriter(stack, codec)
+
+
+@pytest.fixture()
+def new_event(writer: StateWriter) -> Callable[..., str]:
+    def make(**overrides: Any) -> str:
+        event_id = f"gw-{uuid.uuid4().hex[:10]}"
+        now = int(time.time() * 1000)
+        writer.put_event(
+            LiveEvent(
+                event_id=event_id,
+                title="gateway test",
+                status=EventStatus.LIVE,
+                created_at=now,
+                updated_at=now,
+                **overrides,
+            )
+        )
+        return event_id
+
+    return make

@@ -21,22 +21,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from support import eventually
-from test_gateway import (  # fixtures too: the gateway tests' workers, gateways, events
-    Client,
-    GatewayProcess,
-    gateways,
-    new_event,
-    pipeline,
-    text,
-    token,
-    writer,
-)
+from support import Client, GatewayProcess, eventually, text, token
 
 from deploy.processes import Worker, wait_state_applied
 from deploy.settings import Settings
-
-__all__ = ["gateways", "new_event", "pipeline", "writer"]  # fixtures used by name
 
 PIPELINE_S = 180.0  # 2 cores shared with other stacks: the pipeline may be slow, not wrong
 # A change to users.profiles reaches every gateway "within about a second" (docs); the

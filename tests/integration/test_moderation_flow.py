@@ -19,17 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from support import eventually
-from test_gateway import (  # fixtures too: the gateway tests' workers, gateways, events
-    Client,
-    GatewayProcess,
-    gateways,
-    new_event,
-    pipeline,
-    text,
-    token,
-    writer,
-)
+from support import Client, GatewayProcess, eventually, text, token
 
 from connectors.cassandra_store import CommentStore
 from connectors.kafka_producer import OutputProducer
@@ -42,7 +32,6 @@ from gateways.moderation import ModerationError, ModeratorActions
 from schemas.codec import AvroCodec
 
 pytestmark = pytest.mark.integration
-__all__ = ["gateways", "new_event", "pipeline", "writer"]  # fixtures used by name
 
 MODERATOR = Identity(user_id="mod-ana", name="Ana", roles=("moderator",))
 HELD_TEXT = "THIS REFEREE IS BLIND AS A BAT"  # capitals flood: held for review

@@ -336,7 +336,7 @@ def test_a_moderator_approves_a_held_comment_and_acts_on_authors_from_the_keyboa
 
 
 def test_dev_tokens_are_off_unless_enabled(stack: Settings) -> None:
-    from test_api import start_api as start
+    from support import start_api as start
 
     api = start(stack)
     try:
