@@ -95,10 +95,17 @@ class Settings(BaseSettings):
     )
     batch_max: int = Field(500, description="largest batch a worker takes from a partition")
     batch_in_flight: int = Field(
-        4,
+        16,
         ge=1,
         description="batches a worker writes at once while it prepares the next "
         "(each tier takes them in order; acknowledged in order)",
+    )
+    worker_write_linger_ms: int = Field(
+        25,
+        ge=0,
+        description="how long a worker gathers batches into one write to Kafka "
+        "(comments.published) and one to Cassandra; Redis, which viewers read, is "
+        "written per batch",
     )
     max_poll_records: int = Field(1000, description="Kafka records fetched per poll")
     fetch_max_wait_ms: int = Field(

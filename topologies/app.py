@@ -42,7 +42,12 @@ from deploy.settings import Settings
 from schemas.clock import now_ms
 from schemas.codec import AvroCodec
 from schemas.errors import CodecError, RegistryError
-from schemas.records import CommentRetracted, CommentSubmitted, RetractionScope
+from schemas.records import (
+    CommentPublished,
+    CommentRetracted,
+    CommentSubmitted,
+    RetractionScope,
+)
 from topologies import faust_compat as compat
 from topologies import metrics as M
 from topologies.moderation.engine import build as build_engine
@@ -50,9 +55,12 @@ from topologies.pipeline import BatchPlan, CommentProcessor, Incoming
 from topologies.stages.analytics import Windows
 from topologies.stages.publish import UNKNOWN
 from topologies.stages.validate import STATE_LAG_REASONS, CommentLimits, PastPost
-from topologies.writer import BatchWriter, PreparedBatch, until_done
+from topologies.writer import BatchWriter, Coalescer, PreparedBatch, until_done
 
 log = logging.getLogger(__name__)
+
+# Tiers that keep their own order and take several batches per write (Runtime._writes).
+COALESCED = frozenset({"publish", "persist"})
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per registry call otherwise
 
 Message = Any  # faust.types.Message: a record as Faust's consumer fetched it
@@ -120,7 +128,7 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
         # The stream itself stays idle: its records come through the intake.
         await rt.started()
         # Batch N+1 is prepared while batch N is written; acks stay in order.
-        writer = BatchWriter(settings.batch_in_flight, intake.ack)
+        writer = BatchWriter(settings.batch_in_flight, intake.ack, self_ordered=COALESCED)
         try:
             async for messages in intake.batches():
                 batch = await rt.contiguous(messages, intake)
@@ -129,6 +137,7 @@ def build(settings: Settings, worker_index: int = 0) -> faust.App:
                     await writer.submit(batch, prepared)
         finally:
             writer.cancel()
+            rt.close_coalescers()
 
     @app.agent(retracted, concurrency=1)
     async def retractions(stream: Any) -> None:
@@ -244,6 +253,8 @@ class Runtime:
         self.store: CommentStore | None = None
         self.streams: LiveStreams | None = None
         self.producer: OutputProducer | None = None
+        self.publisher: Coalescer | None = None
+        self.persister: Coalescer | None = None
         self.state: Any = None
 
     def keep_partitions(self, partitions: set[int]) -> None:
@@ -327,6 +338,11 @@ class Runtime:
         self.services = services
         self.codec, self.store, self.streams = backbone.codec, backbone.store, streams
         self.producer, self.state = backbone.producer, backbone.state
+        # The tiers off the viewers' path take several batches per request (Redis, which
+        # viewers read, is written per batch).
+        linger_s = s.worker_write_linger_ms / 1000
+        self.publisher = Coalescer("publish", self._publish, linger_s)
+        self.persister = Coalescer("persist", self._persist, linger_s)
         # Everything built so far (Faust, the models, the clients) lives as long as the
         # process: keep it out of the cyclic collector's scans. A full collection over
         # it took ~60 ms, a pause every few thousand allocations: a p99 of its own.
@@ -441,15 +457,15 @@ class Runtime:
         store, streams = self.store, self.streams
         assert store and streams
 
-        async def publish() -> None:
-            ts = time.perf_counter()
-            await self._produce_all(plan)
-            M.stage_latency.labels("publish").observe(time.perf_counter() - ts)
+        publisher, persister = self.publisher, self.persister
+        assert publisher and persister
+        records = self._records(plan)
 
-        async def persist() -> None:
-            ts = time.perf_counter()
-            await store.upsert(plan.published)
-            M.stage_latency.labels("persist").observe(time.perf_counter() - ts)
+        def publish() -> Any:
+            return publisher.add(records)
+
+        def persist() -> Any:
+            return persister.add(plan.published)
 
         async def hold() -> None:
             await store.hold(plan.held)
@@ -585,11 +601,29 @@ class Runtime:
             plan.published[index] = replace(c, previous_position=previous)
             assert previous != UNKNOWN
 
-    async def _produce_all(self, plan: BatchPlan) -> None:
-        """Every record of the batch at once; acks=all for all of them before the batch
-        is acknowledged. A failure raises (the batch is retried; the producer replaced
-        itself if its error was fatal)."""
-        assert self.codec and self.producer
+    async def _publish(self, records: list[tuple[str, bytes | None, bytes]]) -> None:
+        """The records of one or more batches at once, acks=all for all of them. A
+        failure raises (the write is retried; the producer replaced itself if its error
+        was fatal)."""
+        assert self.producer
+        ts = time.perf_counter()
+        await self.producer.send_many(records)
+        M.stage_latency.labels("publish").observe(time.perf_counter() - ts)
+
+    async def _persist(self, comments: list[CommentPublished]) -> None:
+        assert self.store
+        ts = time.perf_counter()
+        await self.store.upsert(comments)
+        M.stage_latency.labels("persist").observe(time.perf_counter() - ts)
+
+    def close_coalescers(self) -> None:
+        for coalescer in (self.publisher, self.persister):
+            if coalescer is not None:
+                coalescer.close()
+
+    def _records(self, plan: BatchPlan) -> list[tuple[str, bytes | None, bytes]]:
+        """A batch's Kafka records, encoded: rejections, moderation audit, publications."""
+        assert self.codec
         enc = self.codec.encode
         records: list[tuple[str, bytes | None, bytes]] = [
             (
@@ -607,7 +641,7 @@ class Runtime:
             (T.COMMENTS_PUBLISHED, c.event_id.encode(), enc(T.COMMENTS_PUBLISHED, c))
             for c in plan.published
         ]
-        await self.producer.send_many(records)
+        return records
 
     async def retract(self, events: Sequence[Event]) -> None:
         assert self.codec and self.store and self.streams

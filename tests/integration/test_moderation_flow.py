@@ -99,7 +99,7 @@ def test_toxic_never_reaches_a_viewer_and_a_held_comment_appears_in_order_once_a
             entries = await streams.entries(event_id)
             await streams.close()
             assert TOXIC_TEXT not in str(entries) and HELD_TEXT not in str(entries)
-            history = await store.after(event_id, -1, 100)
+            history = await eventually(lambda: _ids_if(store.after(event_id, -1, 100), shown))
             assert [c.comment_id for c in history] == shown
 
             result = await actions.review(MODERATOR, event_id, item["position"], "approve")
@@ -141,6 +141,12 @@ def _ids(comments: list[dict[str, Any]]) -> set[str]:
     return {c["comment_id"] for c in comments}
 
 
+async def _ids_if(rows: Any, ids: list[str]) -> Any:
+    """The rows once they are exactly ``ids`` (Cassandra may lag the live tier)."""
+    found = await rows
+    return found if [c.comment_id for c in found] == ids else None
+
+
 async def _with(rows: Any, comment_id: str) -> Any:
     found = await rows
     return found if comment_id in {c.comment_id for c in found} else None
@@ -172,7 +178,10 @@ def test_a_rejected_held_comment_is_never_published(
                 within_s=180,
             )
             assert held["comment_id"] not in {c["comment_id"] for c in viewer.comments(event_id)}
-            history = await store.after(event_id, -1, 100)
+            # Cassandra may lag the live tier by a write (docs/operations.md).
+            history = await eventually(
+                lambda: _with(store.after(event_id, -1, 100), marker["comment_id"])
+            )
             assert [c.comment_id for c in history] == [marker["comment_id"]]
         for c in (viewer, poster):
             await c.close()

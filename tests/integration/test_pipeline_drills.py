@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -62,6 +63,28 @@ class BackgroundLoad(threading.Thread):
         return self.result
 
 
+def _group_alive(group: int) -> list[int]:
+    """Pids of ``group`` that still run (a zombie waiting for its parent does not)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def _wait_group_gone(group: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _group_alive(group):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"group {group} still runs after SIGKILL: {_group_alive(group)}")
+        time.sleep(0.05)
+
+
 def _sleep_until(deadline: float) -> None:
     while time.monotonic() < deadline:
         time.sleep(0.2)
@@ -98,9 +121,16 @@ def test_redis_losing_its_data_under_load_loses_nothing_and_records_an_epoch(
     redis_server = RedisServer(settings)
     pid = redis_server.process.owned_pid()
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)  # and its data with it: the worst case for the live tier
-    time.sleep(0.5)
-    shutil.rmtree(redis_server.root / "data", ignore_errors=True)
+    # Its data with it: the worst case for the live tier. The whole process group, so a
+    # background save or AOF rewrite forked by Redis cannot finish writing its file
+    # into the data dir after we removed it (the new server would load it, lose
+    # nothing, and record no epoch).
+    group = os.getpgid(pid)
+    os.killpg(group, signal.SIGKILL)
+    _wait_group_gone(group)
+    data = redis_server.root / "data"
+    shutil.rmtree(data)
+    assert not data.exists()
     launcher.up(settings, out=io.StringIO())
 
     load = load_thread.finish()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from topologies.writer import BatchWriter, PreparedBatch
+from topologies.writer import BatchWriter, Coalescer, PreparedBatch
 
 
 class Tier:
@@ -160,3 +160,77 @@ async def test_finish_runs_after_every_tier_has_the_batch() -> None:
     redis.release(1)
     await writer.drain()
     assert log[-1] == "finish"
+
+
+class Sink:
+    """A store whose writes finish when the test says so; it records each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[Any]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail_next = 0
+
+    async def write(self, items: list[Any]) -> None:
+        await self.gate.wait()
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("store down")
+        self.writes.append(list(items))
+
+
+@run
+async def test_batches_within_the_linger_go_out_as_one_write_in_order() -> None:
+    sink = Sink()
+    tier = Coalescer("persist", sink.write, linger_s=0.05)
+    waiters = [tier.add([f"b{n}-1", f"b{n}-2"]) for n in range(3)]
+    await asyncio.wait_for(asyncio.gather(*waiters), 2)
+    assert sink.writes == [["b0-1", "b0-2", "b1-1", "b1-2", "b2-1", "b2-2"]]
+
+
+@run
+async def test_what_arrives_during_a_write_goes_next_and_a_failed_write_is_retried_first() -> None:
+    sink = Sink()
+    tier = Coalescer("publish", sink.write, linger_s=0.0)
+    sink.gate.clear()
+    sink.fail_next = 1
+    first = tier.add(["a"])
+    await settle()
+    second = tier.add(["b"])
+    third = tier.add(["c"])
+    await settle()
+    assert not first.done() and not second.done()
+    sink.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second, third), 5)
+    # "a" failed once and was written again before "b" and "c" (together).
+    assert sink.writes == [["a"], ["b", "c"]]
+
+
+@run
+async def test_a_closed_coalescer_acknowledges_nothing() -> None:
+    sink = Sink()
+    tier = Coalescer("persist", sink.write, linger_s=10.0)
+    waiter = tier.add(["x"])
+    tier.close()
+    await settle()
+    assert waiter.cancelled() and sink.writes == []
+
+
+@run
+async def test_a_self_ordered_tier_is_not_held_behind_the_previous_batch() -> None:
+    log: list[str] = []
+    redis = Tier(log, "redis")
+    sink = Sink()
+    tier = Coalescer("persist", sink.write, linger_s=0.05)
+    acked: list[list[Any]] = []
+    writer = BatchWriter(4, acked.append, self_ordered=frozenset({"persist"}))
+    for n in (1, 2):
+        batch = PreparedBatch(
+            tiers=[("redis", redis.write(n)), ("persist", lambda n=n: tier.add([n]))]
+        )
+        await writer.submit([f"m{n}"], batch)
+    redis.release(1)
+    redis.release(2)
+    await writer.drain()
+    assert sink.writes == [[1, 2]]  # both batches in one write: not chained
+    assert acked == [["m1"], ["m2"]]
