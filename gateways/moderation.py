@@ -186,6 +186,26 @@ class ModeratorActions:
         self._clock = clock
         self._timeout = produce_timeout_s
 
+    @classmethod
+    def for_edge(
+        cls,
+        backbone: Any,
+        *,
+        event: Callable[[str], Any],
+        user: Callable[[str], Any],
+        written: Callable[[], Awaitable[Any]] | None = None,
+    ) -> ModeratorActions:
+        """The actions of an edge process over its connections
+        (``connectors.services.Backbone``); ``event``/``user`` read its state."""
+        return cls(
+            codec=backbone.codec,
+            producer=backbone.producer,
+            store=backbone.store,
+            event=event,
+            user=user,
+            written=written,
+        )
+
     # -- lookups and writes
 
     async def _known_event(self, event_id: Any) -> LiveEvent:

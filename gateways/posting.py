@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from connectors.kafka_producer import OutputProducer
 from connectors.topics import COMMENTS_SUBMITTED
+from deploy.settings import Settings
 from gateways.auth import Identity
 from schemas import clock
 from schemas.codec import AvroCodec
@@ -128,6 +129,22 @@ class Poster:
         self._limits = limits
         self._nonce_ttl_s = nonce_ttl_s
         self._timeout = produce_timeout_s
+
+    @classmethod
+    def for_edge(cls, settings: Settings, backbone: Any, gateway_id: str) -> Poster:
+        """The poster of an edge process (gateway, API) over its connections
+        (``connectors.services.Backbone``), with the limits of the settings."""
+        return cls(
+            codec=backbone.codec,
+            producer=backbone.producer,
+            redis=backbone.redis,
+            state=backbone.state,
+            gateway_id=gateway_id,
+            limits=CommentLimits(
+                max_chars=settings.comment_max_chars, posts_per_minute=settings.posts_per_minute
+            ),
+            nonce_ttl_s=settings.gateway_nonce_ttl_s,
+        )
 
     async def submit(
         self,

@@ -68,7 +68,6 @@ from gateways.posting import Poster, PostError, pending_view
 from gateways.presence import Presence
 from schemas.clock import now_ms
 from schemas.codec import AvroCodec
-from topologies.stages.validate import CommentLimits
 
 log = logging.getLogger(__name__)
 
@@ -265,22 +264,10 @@ class Gateway:
             coalesce_above_per_s=s.gateway_coalesce_above_per_s,
             write_buffer_bytes=s.gateway_write_buffer_bytes,
         )
-        self.poster = Poster(
-            codec=self.codec,
-            producer=self.producer,
-            redis=self.redis,
-            state=self.state,
-            gateway_id=self.gateway_id,
-            limits=CommentLimits(
-                max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute
-            ),
-            nonce_ttl_s=s.gateway_nonce_ttl_s,
-        )
+        self.poster = Poster.for_edge(s, backbone, self.gateway_id)
         self.presence = Presence(self.redis, self.gateway_id, s.gateway_presence_interval_s)
-        self.moderation = ModeratorActions(
-            codec=self.codec,
-            producer=self.producer,
-            store=self.store,
+        self.moderation = ModeratorActions.for_edge(
+            backbone,
             event=self._latest_event,
             user=self._latest_user,
             # This gateway reads its own write: a timed-out user's next post here is

@@ -17,7 +17,6 @@ from gateways.moderation import ModeratorActions
 from gateways.posting import Poster
 from schemas.codec import AvroCodec
 from schemas.records import LiveEvent, UserProfile
-from topologies.stages.validate import CommentLimits
 
 CHECK_TIMEOUT_S: Final = 2.0
 SYNC_FRESH_S: Final = 0.25
@@ -83,24 +82,9 @@ class Backends:
     async def _start_actions(self) -> None:
         s = self.settings
         assert self.codec is not None
-        self.poster = Poster(
-            codec=self.codec,
-            producer=self.producer,
-            redis=self.redis,
-            state=self.state,
-            gateway_id=self.api_id,
-            limits=CommentLimits(
-                max_chars=s.comment_max_chars, posts_per_minute=s.posts_per_minute
-            ),
-            nonce_ttl_s=s.gateway_nonce_ttl_s,
-        )
-        self.actions = ModeratorActions(
-            codec=self.codec,
-            producer=self.producer,
-            store=self.store,
-            event=self.latest_event,
-            user=self.latest_user,
-            written=self.synced,
+        self.poster = Poster.for_edge(s, self.backbone, self.api_id)
+        self.actions = ModeratorActions.for_edge(
+            self.backbone, event=self.latest_event, user=self.latest_user, written=self.synced
         )
 
     async def event(self, event_id: str) -> LiveEvent | None:
