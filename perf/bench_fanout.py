@@ -186,11 +186,54 @@ def _tally(viewers: Sequence[TallyViewer], heads: dict[str, tuple[int, int]]) ->
 
 
 @dataclass
-class Crowd:
-    """ViewerClient processes: started, joined, then asked for their tallies."""
+class ChildPool:
+    """Processes started with a pipe each: they say "ready", then answer "heads" with
+    their "result". ``kind`` names them in errors and in ``pids``."""
 
+    kind: str = "child"
     procs: list[mp.process.BaseProcess] = field(default_factory=list)
     conns: list[Connection] = field(default_factory=list)
+
+    def wait_ready(self, timeout_s: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(f"{self.kind} process {p.pid} did not get ready in {timeout_s}s")
+            kind, detail = c.recv()
+            if kind != "ready":
+                raise RuntimeError(f"{self.kind} process {p.pid}: {detail}")
+
+    def results(self, heads: dict[str, Any], timeout_s: float = 120.0) -> list[dict[str, Any]]:
+        for c in self.conns:
+            c.send(("heads", heads, timeout_s))
+        out = []
+        for p, c in zip(self.procs, self.conns, strict=True):
+            if not c.poll(timeout_s + 60):
+                raise TimeoutError(f"{self.kind} process {p.pid} did not report")
+            kind, detail = c.recv()
+            if kind != "result":
+                raise RuntimeError(f"{self.kind} process {p.pid}: {detail}")
+            out.append(detail)
+        return out
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        label = "viewers" if self.kind == "viewer" else self.kind
+        return {f"{label}-{k}": p.pid for k, p in enumerate(self.procs) if p.pid}
+
+
+@dataclass
+class Crowd(ChildPool):
+    """ViewerClient processes: started, joined, then asked for their tallies."""
+
+    kind: str = "viewer"
     viewers: int = 0
 
     @classmethod
@@ -208,41 +251,6 @@ class Crowd:
             crowd.procs.append(p)
             crowd.conns.append(parent)
         return crowd
-
-    def wait_ready(self, timeout_s: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        for p, c in zip(self.procs, self.conns, strict=True):
-            if not c.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"viewer process {p.pid} did not get ready in {timeout_s}s")
-            kind, detail = c.recv()
-            if kind != "ready":
-                raise RuntimeError(f"viewer process {p.pid}: {detail}")
-
-    def results(
-        self, heads: dict[str, tuple[int, int]], timeout_s: float = 120.0
-    ) -> list[dict[str, Any]]:
-        for c in self.conns:
-            c.send(("heads", heads, timeout_s))
-        out = []
-        for p, c in zip(self.procs, self.conns, strict=True):
-            if not c.poll(timeout_s + 60):
-                raise TimeoutError(f"viewer process {p.pid} did not report")
-            kind, detail = c.recv()
-            if kind != "result":
-                raise RuntimeError(f"viewer process {p.pid}: {detail}")
-            out.append(detail)
-        return out
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-
-    @property
-    def pids(self) -> dict[str, int]:
-        return {f"viewers-{k}": p.pid for k, p in enumerate(self.procs) if p.pid}
 
 
 def comment_cycle(events: list[str]) -> list[str]:
@@ -693,11 +701,10 @@ async def _load(spec: LoadSpec, conn: Connection) -> None:
 
 
 @dataclass
-class Load:
+class Load(ChildPool):
     """Load processes of cheap viewers."""
 
-    procs: list[mp.process.BaseProcess] = field(default_factory=list)
-    conns: list[Connection] = field(default_factory=list)
+    kind: str = "load"
 
     @classmethod
     def start(cls, url: str, assignments: list[list[str]], processes: int) -> Load:
@@ -713,39 +720,6 @@ class Load:
             load.procs.append(p)
             load.conns.append(parent)
         return load
-
-    def wait_ready(self, timeout_s: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        for p, c in zip(self.procs, self.conns, strict=True):
-            if not c.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"load process {p.pid} did not get ready in {timeout_s}s")
-            kind, detail = c.recv()
-            if kind != "ready":
-                raise RuntimeError(f"load process {p.pid}: {detail}")
-
-    def results(self, heads: dict[str, int], timeout_s: float = 60.0) -> list[dict[str, Any]]:
-        for c in self.conns:
-            c.send(("heads", heads, timeout_s))
-        out = []
-        for p, c in zip(self.procs, self.conns, strict=True):
-            if not c.poll(timeout_s + 60):
-                raise TimeoutError(f"load process {p.pid} did not report")
-            kind, detail = c.recv()
-            if kind != "result":
-                raise RuntimeError(f"load process {p.pid}: {detail}")
-            out.append(detail)
-        return out
-
-    def stop(self) -> None:
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-
-    @property
-    def pids(self) -> dict[str, int]:
-        return {f"load-{k}": p.pid for k, p in enumerate(self.procs) if p.pid}
 
 
 async def write_streams(
