@@ -26,7 +26,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -117,11 +117,14 @@ class CrowdSpec:
     sample: float
 
 
-def _crowd_main(spec: CrowdSpec, conn: Connection) -> None:
+def _child_main(
+    body: Callable[[Any, Connection], Coroutine[Any, Any, None]], spec: Any, conn: Connection
+) -> None:
+    """A viewer or load process: raise its open-files limit, run ``body`` under uvloop."""
     import uvloop
 
     raise_nofile()
-    uvloop.run(_crowd(spec, conn))
+    uvloop.run(body(spec, conn))
 
 
 async def _crowd(spec: CrowdSpec, conn: Connection) -> None:
@@ -246,7 +249,7 @@ class Crowd(ChildPool):
             mine = assignments[k::processes]
             parent, child = ctx.Pipe()
             spec = CrowdSpec(urls, mine, first_user=k * 1_000_000, sample=sample)
-            p = ctx.Process(target=_crowd_main, args=(spec, child), daemon=True)
+            p = ctx.Process(target=_child_main, args=(_crowd, spec, child), daemon=True)
             p.start()
             crowd.procs.append(p)
             crowd.conns.append(parent)
@@ -642,13 +645,6 @@ class LoadSpec:
     local_ip: str
 
 
-def _load_main(spec: LoadSpec, conn: Connection) -> None:
-    import uvloop
-
-    raise_nofile()
-    uvloop.run(_load(spec, conn))
-
-
 async def _load(spec: LoadSpec, conn: Connection) -> None:
     from perf.wsload import Tally, close_all, open_viewers
 
@@ -715,7 +711,7 @@ class Load(ChildPool):
             mine = events[k::processes]
             parent, child = ctx.Pipe()
             spec = LoadSpec(url, mine, k * 1_000_000, latency_every=20, local_ip=f"127.0.0.{k + 2}")
-            p = ctx.Process(target=_load_main, args=(spec, child), daemon=True)
+            p = ctx.Process(target=_child_main, args=(_load, spec, child), daemon=True)
             p.start()
             load.procs.append(p)
             load.conns.append(parent)
